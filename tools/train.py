@@ -1,0 +1,240 @@
+"""The SFT training recipe, run in its own process so a killed UI never kills training:
+
+    python -m tools.train path/to/config.yaml
+
+Writes into `output_dir`: `checkpoints/` (resumed from automatically), `metrics.jsonl`
+(one JSON object per log step, read live by the agent), `adapter/` (LoRA/QLoRA) or
+`model/` (full), `loss.png`, and last `result.json`, whose presence means "finished".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from tools.atomic import publish_dir, write_json
+from tools.train_config import TrainConfig, load_config
+
+RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def to_prompt_completion(row: dict) -> dict:
+    """Conversational prompt/completion: TRL then masks the prompt out of the loss."""
+    msgs = row["messages"]
+    return {"prompt": msgs[:-1], "completion": msgs[-1:]}
+
+
+def _use_bf16(setting) -> bool:
+    import torch
+
+    if setting == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
+def load_model(cfg: TrainConfig):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict = {"dtype": torch.bfloat16 if _use_bf16(cfg.bf16) else torch.float32}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"],
+        )
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    if cfg.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model, tokenizer
+
+
+def _peft_config(cfg: TrainConfig):
+    if cfg.method == "full":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _metrics_callback(path: Path):
+    from transformers import TrainerCallback
+
+    class MetricsWriter(TrainerCallback):
+        """Append every log line to metrics.jsonl so other processes can follow along."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._write({"event": "begin", "max_steps": state.max_steps, "step": state.global_step})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            row = {"event": "log", "step": state.global_step, "max_steps": state.max_steps}
+            row.update({k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))})
+            self._write(row)
+
+        def _write(self, row: dict) -> None:
+            row["time"] = time.time()
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    return MetricsWriter()
+
+
+def read_metrics(output_dir: str | Path) -> list[dict]:
+    path = Path(output_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            break
+    return rows
+
+
+def plot_loss(rows: list[dict], out: Path) -> Path | None:
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if not train:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(*zip(*train, strict=True), label="train loss")
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _last_checkpoint(ckpt_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) training; return the result that is also written to result.json."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from datasets import load_dataset
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out / "checkpoints"
+    files = {"train": cfg.train_file} | ({"validation": cfg.val_file} if cfg.val_file else {})
+    ds = load_dataset("json", data_files=files)
+    ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
+    model, tokenizer = load_model(cfg)
+    has_val = "validation" in ds
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        completion_only_loss=cfg.completion_only_loss,
+        bf16=_use_bf16(cfg.bf16),
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy=("steps" if cfg.eval_steps else "epoch") if has_val else "no",
+        eval_steps=cfg.eval_steps or None,
+        seed=cfg.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=not _cuda(),
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds["train"],
+        eval_dataset=ds["validation"] if has_val else None,
+        processing_class=tokenizer,
+        peft_config=_peft_config(cfg),
+        callbacks=[_metrics_callback(out / METRICS_FILE)],
+    )
+    resume = _last_checkpoint(ckpt_dir)
+    started = time.time()
+    output = trainer.train(resume_from_checkpoint=resume)
+    final_name = "model" if cfg.method == "full" else "adapter"
+    tmp = out / f".{final_name}.tmp"
+    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    publish_dir(tmp, out / final_name)
+    rows = read_metrics(out)
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    result = {
+        "method": cfg.method,
+        "output": str(out / final_name),
+        "global_step": output.global_step,
+        "train_loss": output.training_loss,
+        "final_eval_loss": evals[-1] if evals else None,
+        "train_runtime_s": output.metrics.get("train_runtime"),
+        "wall_s": time.time() - started,
+        "resumed_from": resume,
+        "loss_plot": str(plot_loss(rows, out / "loss.png") or ""),
+    }
+    write_json(out / RESULT_FILE, result)
+    return result
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tools.train CONFIG.yaml", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(argv[0])
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = train(cfg)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The training recipe's config: a typed model with help on every field, saved as a
+commented YAML file a person can edit and load back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.atomic import write_text
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, description="LoRA rank: capacity of the adapter (8-64 typical)")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator; alpha = 2*r is a safe default")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="module names that get adapters (attention projections by default)",
+    )
+
+
+class TrainConfig(BaseModel):
+    """Everything `python -m tools.train CONFIG` needs; nothing is read from elsewhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="base model: a local HF folder or a name ftagent resolves")
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="lora | qlora (4-bit base, bitsandbytes) | full"
+    )
+    train_file: str = Field(description="JSONL of chat examples ({messages: [...]}) to train on")
+    val_file: str | None = Field(None, description="JSONL used for validation loss")
+    output_dir: str = Field(description="where checkpoints, the adapter and metrics.jsonl go")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
+    num_epochs: float = Field(3, gt=0, description="passes over the training set")
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
+    batch_size: int = Field(8, ge=1, description="sequences per device per forward pass")
+    grad_accum: int = Field(1, ge=1, description="forward passes per optimizer step")
+    max_length: int = Field(512, ge=16, description="tokens per sequence (longer are truncated)")
+    packing: bool = Field(
+        False, description="pack several examples per row (needs block-diagonal attention)"
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps warming up")
+    lr_scheduler: str = Field("cosine", description="learning-rate schedule (transformers name)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    completion_only_loss: bool = Field(
+        True, description="train only on the assistant's answer, not on the prompt"
+    )
+    save_steps: int = Field(20, ge=1, description="checkpoint every N optimizer steps")
+    eval_steps: int = Field(0, ge=0, description="validation loss every N steps (0: each epoch)")
+    seed: int = Field(42, description="seed for shuffling and initialisation")
+    bf16: Literal["auto", True, False] = Field(
+        "auto", description="bfloat16 compute: auto = on CUDA GPUs that support it"
+    )
+
+
+def _comment(text: str, indent: str = "") -> str:
+    return f"{indent}# {text}\n"
+
+
+def dump_yaml(cfg: TrainConfig, header: str = "") -> str:
+    """YAML with each field's help above it, so the file explains itself."""
+    out = [_comment(line) for line in header.splitlines()] if header else []
+    data = cfg.model_dump(mode="json")
+    for name, info in TrainConfig.model_fields.items():
+        if info.description:
+            out.append(_comment(info.description))
+        if name == "lora":
+            out.append("lora:\n")
+            for sub, sinfo in LoraSettings.model_fields.items():
+                out.append(_comment(sinfo.description or "", "  "))
+                out.append("  " + yaml.safe_dump({sub: data["lora"][sub]}, default_flow_style=True,
+                                                  sort_keys=False).strip("{}\n") + "\n")
+        else:
+            out.append(yaml.safe_dump({name: data[name]}, sort_keys=False))
+    return "".join(out)
+
+
+def save_config(cfg: TrainConfig, path: str | Path, header: str = "") -> Path:
+    return write_text(path, dump_yaml(cfg, header))
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Load and validate; errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    from pydantic import ValidationError
+
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"{path}: invalid config: {problems}") from None

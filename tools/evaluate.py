@@ -158,12 +158,14 @@ def score(model, tokenizer, rows, task_type, labels, probes, max_new_tokens) -> 
                        accuracy=acc, refusal_rate=refusal), answers
 
 
-def load_tuned(base_path: str | Path, adapter_path: str | Path):
+def load_tuned(base_path: str | Path, adapter_path: str | Path, bf16: bool = False):
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_path)
-    base = AutoModelForCausalLM.from_pretrained(base_path)
+    base = AutoModelForCausalLM.from_pretrained(
+        base_path, dtype=torch.bfloat16 if bf16 else torch.float32)
     model = PeftModel.from_pretrained(base, adapter_path)
     model.eval()
     if tokenizer.pad_token is None:
@@ -180,8 +182,12 @@ def evaluate(
     labels: list[str] | None = None,
     probe_file: str | Path | None = None,
     n_samples: int = 5,
+    bf16: bool = False,
 ) -> EvalReport:
-    """Score base and tuned on the test split; write report.json, report.md, metrics.png."""
+    """Score base and tuned on the test split; write report.json, report.md, metrics.png.
+
+    `bf16` evaluates in bfloat16 (as trained, where the hardware has it): about 2x
+    faster on CPUs with AVX512-BF16, at the cost of loss values a little less exact."""
     import torch
 
     torch.manual_seed(0)
@@ -189,7 +195,7 @@ def evaluate(
     probes = [r["prompt"] for r in read_rows(probe_file)] if probe_file else []
     labels = labels or []
     max_new = 16 if task_type == "classification" else 128
-    model, tokenizer = load_tuned(base_path, adapter_path)
+    model, tokenizer = load_tuned(base_path, adapter_path, bf16)
     with model.disable_adapter():
         base, base_answers = score(model, tokenizer, rows, task_type, labels, probes, max_new)
     tuned, tuned_answers = score(model, tokenizer, rows, task_type, labels, probes, max_new)

@@ -32,7 +32,11 @@ def _use_bf16(setting) -> bool:
     import torch
 
     if setting == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported()
+        from tools.hardware import _cpu_has_bf16
+
+        return _cpu_has_bf16()
     return bool(setting)
 
 

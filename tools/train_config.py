@@ -56,7 +56,7 @@ class TrainConfig(BaseModel):
     eval_steps: int = Field(0, ge=0, description="validation loss every N steps (0: each epoch)")
     seed: int = Field(42, description="seed for shuffling and initialisation")
     bf16: Literal["auto", True, False] = Field(
-        "auto", description="bfloat16 compute: auto = on CUDA GPUs that support it"
+        "auto", description="bfloat16 weights and compute: auto = where the GPU or CPU supports it natively"
     )
 
 
@@ -102,3 +102,55 @@ def load_config(path: str | Path) -> TrainConfig:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ValueError(f"{path}: invalid config: {problems}") from None
+
+
+def default_config(
+    model: str,
+    method: str,
+    train_file: str,
+    val_file: str | None,
+    output_dir: str,
+    n_train: int,
+    params: int,
+    bf16: bool,
+    attempt: int = 1,
+) -> TrainConfig:
+    """Defaults scaled to the data: small sets get more epochs, small models a higher
+    learning rate; each retry after missed targets trains longer."""
+    epochs = 3.0 if n_train < 100 else 2.0 if n_train < 2000 else 1.0
+    epochs *= 1 + 0.5 * (attempt - 1)
+    lr = 1e-3 if params < 5e8 else 2e-4 if method != "full" else 2e-5
+    if method == "full":
+        lr = min(lr, 5e-5)
+    batch = 8
+    steps_per_epoch = max(1, -(-n_train // batch))
+    return TrainConfig(
+        model=model,
+        method=method,
+        train_file=train_file,
+        val_file=val_file,
+        output_dir=output_dir,
+        learning_rate=lr,
+        num_epochs=epochs,
+        batch_size=batch,
+        save_steps=max(5, steps_per_epoch // 2),
+        bf16=bf16,
+    )
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """Apply edits such as {"learning_rate": 5e-4, "lora.r": 32}; unknown keys fail loudly."""
+    data = cfg.model_dump()
+    for key, value in overrides.items():
+        if key in ("model", "method") and key not in data:
+            continue
+        target, *rest = key.split(".")
+        if target not in data:
+            raise ValueError(f"unknown config field '{key}'")
+        if rest:
+            if not isinstance(data[target], dict) or rest[0] not in data[target]:
+                raise ValueError(f"unknown config field '{key}'")
+            data[target][rest[0]] = value
+        else:
+            data[target] = value
+    return TrainConfig.model_validate(data)

@@ -53,6 +53,13 @@ def detect_task(examples: list[Example]) -> tuple[str, list[str]]:
     return "generation", []
 
 
+def summarize(data_path: str | Path) -> tuple[int, str, list[str]]:
+    """(usable examples, task type, labels): the quick look the planner needs."""
+    kept, _ = validate_examples(load_examples(data_path).examples)
+    task_type, labels = detect_task(kept) if kept else ("generation", [])
+    return len(kept), task_type, labels
+
+
 def _markdown(r: DataReport) -> str:
     lines = [
         f"# Dataset report: `{r.source}`",

@@ -1,0 +1,1 @@
+"""The ftagent workflow engine: LangGraph graph, state, nodes, gates and run registry."""

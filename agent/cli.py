@@ -1,0 +1,196 @@
+"""`ftagent` command line. Heavy libraries are imported inside commands, so `--help`
+starts fast and never loads torch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="ftagent",
+    help="Plan, prepare data, train, evaluate and serve fine-tuned language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_REJECTED = 1, 2, 3, 4
+DEMO_GOAL = "customer support assistant that routes banking questions to the right intent"
+GATE_HELP = ("comma-separated gates to approve (strategy, dataset, training, evaluation, safety, "
+             "deployment), 'all' (every gate whose automatic check passed) or 'none'")
+
+ApproveOpt = Annotated[str, typer.Option("--approve", help=GATE_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print events as JSON lines")]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+def _policy(approve: str | None, reject: str | None = None, reason: str = "",
+            edit: list[str] | None = None, edit_gate: str | None = None):
+    from agent.session import ApprovalPolicy
+
+    edits = {}
+    if edit:
+        changes = {}
+        for item in edit:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise _fail(f"--edit expects KEY=VALUE, got '{item}'")
+            import yaml
+
+            changes[key.strip()] = yaml.safe_load(raw)
+        if not edit_gate:
+            raise _fail("--edit needs --gate to say which waiting gate it answers")
+        edits[edit_gate] = changes
+    try:
+        return ApprovalPolicy.from_flags(approve, reject, reason, edits)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _report(outcome, as_json: bool) -> None:
+    from rich.console import Console
+
+    from agent.console import comparison_table
+
+    if as_json:
+        return
+    console = Console()
+    ev = outcome.values.get("eval_report")
+    if ev:
+        console.print(comparison_table(ev))
+    if outcome.status == "waiting":
+        console.print(
+            f"[yellow]Waiting at gate '{outcome.gate}'.[/] Continue with:\n"
+            f"  ftagent resume {outcome.run_id} --approve {outcome.gate}\n"
+            f"  ftagent resume {outcome.run_id} --reject {outcome.gate} --reason '...'"
+        )
+    elif outcome.status == "failed":
+        console.print(f"Fix the cause, then: ftagent resume {outcome.run_id}")
+    console.print(f"Run folder: {outcome.run_dir}")
+
+
+def _exit_code(status: str) -> int:
+    return {"done": 0, "waiting": EXIT_WAITING, "rejected": EXIT_REJECTED}.get(status, EXIT_FAILED)
+
+
+def start_run(goal: str, data: Path, model: str | None, approve: str | None,
+              run_dir: Path | None, max_attempts: int, as_json: bool) -> int:
+    """Check the inputs, make the run folder, and drive the workflow."""
+    from agent.console import EventPrinter
+    from agent.runs import RunError, create_run, new_run_id
+    from agent.session import drive
+    from tools.data import DataError, load_examples
+    from tools.models import ModelNotFoundError, resolve_model
+    from tools.paths import default_runs_dir
+
+    policy = _policy(approve)
+    if not goal.strip():
+        raise _fail("--goal must say what the model should do")
+    try:  # bad input fails here, before any run folder exists
+        load_examples(data)
+        resolved = resolve_model(model)
+    except (DataError, ModelNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    run_id = new_run_id()
+    target = run_dir or default_runs_dir() / run_id
+    inputs = {"goal": goal, "data_path": str(Path(data).resolve()), "model": resolved.name,
+              "max_attempts": max_attempts}
+    try:
+        target = create_run(target, run_id, inputs)
+    except RunError as exc:
+        raise _fail(str(exc)) from None
+    initial = {"run_id": run_id, "run_dir": str(target), **inputs, "status": "running"}
+    outcome = drive(target, policy, initial, EventPrinter(as_json))
+    _report(outcome, as_json)
+    return _exit_code(outcome.status)
+
+
+@app.command()
+def run(
+    goal: Annotated[str, typer.Option(help="what the tuned model should do")],
+    data: Annotated[Path, typer.Option(help="JSONL training data (chat, Alpaca or prompt/completion)")],
+    model: Annotated[str | None, typer.Option(help="base model: name, local folder or cached hub id")] = None,
+    approve: ApproveOpt = "none",
+    run_dir: Annotated[Path | None, typer.Option(help="run folder (default: runs/<run-id>)")] = None,
+    max_attempts: Annotated[int, typer.Option(min=1, help="train/eval attempts before giving up")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the whole workflow headless; unapproved gates stop the run cleanly."""
+    raise typer.Exit(start_run(goal, data, model, approve, run_dir, max_attempts, as_json))
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="run id (or run folder) to continue")],
+    approve: ApproveOpt = "none",
+    reject: Annotated[str | None, typer.Option(help="gate to reject")] = None,
+    reason: Annotated[str, typer.Option(help="why it is rejected")] = "",
+    edit: Annotated[list[str] | None, typer.Option(help="KEY=VALUE config change, repeatable")] = None,
+    gate: Annotated[str | None, typer.Option(help="the gate --edit answers")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a stopped, waiting or killed run from its last checkpoint."""
+    from agent.console import EventPrinter
+    from agent.runs import RunError, effective_status, find_run, read_manifest
+    from agent.session import drive
+
+    if reject and not reason:
+        raise _fail("--reject needs --reason")
+    policy = _policy(approve, reject, reason, edit, gate)
+    try:
+        folder = find_run(run_id)
+    except RunError as exc:
+        raise _fail(str(exc)) from None
+    status = effective_status(read_manifest(folder))
+    if status in ("done", "rejected"):
+        raise _fail(f"run {run_id} is already {status}; finished runs are never re-run")
+    if status == "running":
+        raise _fail(f"run {run_id} is still running in another process")
+    outcome = drive(folder, policy, None, EventPrinter(as_json))
+    _report(outcome, as_json)
+    raise typer.Exit(_exit_code(outcome.status))
+
+
+@app.command()
+def runs() -> None:
+    """List runs with their status."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent.runs import list_runs
+
+    table = Table(title="ftagent runs")
+    for col in ("run id", "status", "gate", "goal", "folder"):
+        table.add_column(col)
+    for r in list_runs():
+        table.add_row(r["run_id"], r["status"], r["gate"] or "", r["goal"][:40], r["run_dir"])
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path | None, typer.Option(help="run folder (default: runs/<run-id>)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole workflow on the bundled model and support-intent data, all gates approved."""
+    data = Path(__file__).resolve().parent.parent / "data" / "demo" / "support_intents.jsonl"
+    started = time.time()
+    code = start_run(DEMO_GOAL, data, None, "all", run_dir, 2, as_json)
+    if not as_json:
+        typer.echo(f"Demo wall time: {time.time() - started:.0f} s")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Thin workflow nodes: read state, call tools, return updates."""

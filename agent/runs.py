@@ -1,0 +1,142 @@
+"""The run registry: one folder per run, its manifest, its event log, and an index in
+$FTAGENT_HOME so `ftagent resume RUN_ID` works from any directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from tools.atomic import write_json
+from tools.paths import default_runs_dir, ftagent_home
+
+MANIFEST = "manifest.json"
+EVENTS = "events.jsonl"
+STATE_DB = "state.sqlite"
+PACKAGES = ("ftagent", "torch", "transformers", "trl", "peft", "datasets", "accelerate",
+            "langgraph", "langgraph-checkpoint-sqlite")
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def _index_path() -> Path:
+    return ftagent_home() / "runs.jsonl"
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def create_run(run_dir: Path, run_id: str, inputs: dict) -> Path:
+    """Make the run folder; a folder that already holds a run is never reused."""
+    run_dir = Path(run_dir).resolve()
+    if (run_dir / MANIFEST).exists():
+        status = read_manifest(run_dir).get("status")
+        raise RunError(f"{run_dir} already holds run {read_manifest(run_dir).get('run_id')} "
+                       f"(status: {status}); finished runs are never overwritten. "
+                       "Pick another --run-dir, or continue it with ftagent resume.")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} exists and is not empty; pick another --run-dir.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / MANIFEST, {
+        "run_id": run_id, "status": "running", "created": _now(), "inputs": inputs,
+        "packages": package_versions(), "pid": os.getpid(),
+    })
+    index = _index_path()
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with open(index, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"run_id": run_id, "run_dir": str(run_dir)}) + "\n")
+    return run_dir
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_manifest(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def update_manifest(run_dir: Path, **fields) -> dict:
+    data = read_manifest(run_dir) | fields | {"updated": _now()}
+    write_json(Path(run_dir) / MANIFEST, data)
+    return data
+
+
+def append_event(run_dir: Path, event: dict) -> dict:
+    event = {"time": round(time.time(), 3), **event}
+    with open(Path(run_dir) / EVENTS, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(event, default=str) + "\n")
+    return event
+
+
+def find_run(run_id: str, runs_dir: Path | None = None) -> Path:
+    """A run folder by id (from the index) or by path."""
+    direct = Path(run_id)
+    if (direct / MANIFEST).exists():
+        return direct.resolve()
+    local = Path(runs_dir or default_runs_dir()) / run_id
+    if (local / MANIFEST).exists():
+        return local.resolve()
+    for entry in reversed(_read_index()):
+        if entry["run_id"] == run_id and (Path(entry["run_dir"]) / MANIFEST).exists():
+            return Path(entry["run_dir"])
+    raise RunError(f"no run '{run_id}' found; `ftagent runs` lists the known runs")
+
+
+def _read_index() -> list[dict]:
+    path = _index_path()
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def effective_status(manifest: dict) -> str:
+    """A run marked running whose process is gone was killed: it can be resumed."""
+    status = manifest.get("status", "?")
+    if status == "running" and not _alive(manifest.get("pid")):
+        return "interrupted"
+    return status
+
+
+def list_runs(runs_dir: Path | None = None) -> list[dict]:
+    seen, rows = set(), []
+    folders = [Path(e["run_dir"]) for e in _read_index()]
+    local = Path(runs_dir or default_runs_dir())
+    if local.is_dir():
+        folders += sorted(p.resolve() for p in local.iterdir() if (p / MANIFEST).exists())
+    for folder in folders:
+        if folder in seen or not (folder / MANIFEST).exists():
+            continue
+        seen.add(folder)
+        m = read_manifest(folder)
+        rows.append({"run_id": m["run_id"], "status": effective_status(m),
+                     "gate": m.get("waiting_at"), "goal": m["inputs"].get("goal", ""),
+                     "created": m.get("created"), "run_dir": str(folder)})
+    return sorted(rows, key=lambda r: r["created"] or "")

@@ -1,0 +1,121 @@
+"""The planner's rules: pick a method from data, model size and memory, and say why.
+
+Pure logic: every input is a plain value, so the rules are testable without a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tools.hardware import Hardware
+
+BYTES = {"fp32": 4, "bf16": 2, "nf4": 0.55}  # nf4 incl. quantisation constants
+TRAIN_OVERHEAD = 1.3  # activations, buffers and allocator slack over weights alone
+
+
+class ModelFacts(BaseModel):
+    params: int
+    hidden_size: int
+    num_layers: int
+    max_context: int
+    architecture: str
+
+
+class Targets(BaseModel):
+    primary_metric: str
+    min_gain: float = 0.05  # tuned must beat base by this much on the primary metric
+    loss_must_drop: bool = True
+
+
+class Plan(BaseModel):
+    goal: str
+    task_type: str
+    n_examples: int
+    method: str
+    model: str
+    precision: str
+    estimated_memory_gb: float
+    memory_budget_gb: float
+    targets: Targets
+    reasons: list[str]
+    notes: list[str] = []
+
+
+def model_facts(model_dir: str | Path) -> ModelFacts:
+    """Parameter count from config.json alone (no weights loaded)."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    h, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    inter = cfg.get("intermediate_size", 4 * h)
+    heads, kv = cfg.get("num_attention_heads", 1), cfg.get("num_key_value_heads") or cfg.get(
+        "num_attention_heads", 1)
+    head_dim = cfg.get("head_dim") or h // heads
+    attn = h * heads * head_dim * 2 + h * kv * head_dim * 2
+    mlp = 3 * h * inter
+    emb = vocab * h * (1 if cfg.get("tie_word_embeddings") else 2)
+    return ModelFacts(
+        params=layers * (attn + mlp + 2 * h) + emb + h,
+        hidden_size=h,
+        num_layers=layers,
+        max_context=cfg.get("max_position_embeddings", 2048),
+        architecture=(cfg.get("architectures") or ["?"])[0],
+    )
+
+
+def lora_memory_gb(facts: ModelFacts, weight_bytes: float, batch: int = 8, seq: int = 512) -> float:
+    """Frozen weights + activations (batch x seq x hidden x layers x ~16 bytes) + slack."""
+    weights = facts.params * weight_bytes
+    activations = batch * seq * facts.hidden_size * facts.num_layers * 16
+    return round((weights + activations) * TRAIN_OVERHEAD / 2**30, 2)
+
+
+def make_plan(goal: str, task_type: str, n_examples: int, model: str, facts: ModelFacts,
+              hw: Hardware) -> Plan:
+    gpu_bf16 = bool(hw.gpus and hw.gpus[0].bf16)
+    precision = "bf16" if gpu_bf16 or (not hw.gpus and hw.cpu_bf16) else "fp32"
+    budget = hw.memory_budget_gb
+    where = hw.gpus[0].name if hw.gpus else f"{hw.cpu_cores}-core CPU"
+    size = f"{facts.params / 1e6:.0f}M-parameter {facts.architecture}"
+    lora_mem = lora_memory_gb(facts, BYTES["fp32" if precision == "fp32" else "bf16"])
+    reasons = [f"{n_examples} examples, {task_type} task, {size} on {where} ({budget} GB usable)."]
+    if lora_mem <= budget:
+        method, mem = "lora", lora_mem
+        reasons.append(
+            f"LoRA fits: about {lora_mem} GB with the base frozen in {precision}; it trains a "
+            "small adapter, keeps the base intact and is the safe default."
+        )
+    else:
+        method, mem = "qlora", lora_memory_gb(facts, BYTES["nf4"])
+        reasons.append(
+            f"LoRA would need about {lora_mem} GB, more than {budget} GB: QLoRA (4-bit nf4 "
+            f"base) needs about {mem} GB."
+        )
+    if precision == "bf16":
+        reasons.append("bfloat16 compute: the hardware supports it natively (faster, half the memory).")
+    metric = "accuracy" if task_type == "classification" else "exact_match"
+    notes = []
+    if n_examples < 50:
+        notes.append("Very little data: few-shot prompting may be enough; try it before training.")
+    return Plan(
+        goal=goal, task_type=task_type, n_examples=n_examples, method=method, model=model,
+        precision=precision, estimated_memory_gb=mem, memory_budget_gb=budget,
+        targets=Targets(primary_metric=metric), reasons=reasons, notes=notes,
+    )
+
+
+def plan_markdown(p: Plan) -> str:
+    lines = [
+        f"# Fine-tuning plan: {p.goal}", "",
+        f"- task: **{p.task_type}** ({p.n_examples} examples)",
+        f"- base model: `{p.model}`",
+        f"- method: **{p.method.upper()}**, {p.precision}",
+        f"- estimated memory: {p.estimated_memory_gb} GB of {p.memory_budget_gb} GB",
+        f"- targets: tuned beats base on **{p.targets.primary_metric}** by at least "
+        f"{p.targets.min_gain:.0%}" + (", and held-out loss drops" if p.targets.loss_must_drop else ""),
+        "", "## Why", *[f"- {r}" for r in p.reasons],
+    ]
+    if p.notes:
+        lines += ["", "## Notes", *[f"- {n}" for n in p.notes]]
+    return "\n".join(lines) + "\n"

@@ -19,8 +19,10 @@ app = typer.Typer(
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_REJECTED = 1, 2, 3, 4
 DEMO_GOAL = "customer support assistant that routes banking questions to the right intent"
-GATE_HELP = ("comma-separated gates to approve (strategy, dataset, training, evaluation, safety, "
-             "deployment), 'all' (every gate whose automatic check passed) or 'none'")
+GATE_HELP = (
+    "comma-separated gates to approve (strategy, dataset, training, evaluation, safety, "
+    "deployment), 'all' (every gate whose automatic check passed) or 'none'"
+)
 
 ApproveOpt = Annotated[str, typer.Option("--approve", help=GATE_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print events as JSON lines")]
@@ -31,8 +33,13 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _policy(approve: str | None, reject: str | None = None, reason: str = "",
-            edit: list[str] | None = None, edit_gate: str | None = None):
+def _policy(
+    approve: str | None,
+    reject: str | None = None,
+    reason: str = "",
+    edit: list[str] | None = None,
+    edit_gate: str | None = None,
+):
     from agent.session import ApprovalPolicy
 
     edits = {}
@@ -80,8 +87,15 @@ def _exit_code(status: str) -> int:
     return {"done": 0, "waiting": EXIT_WAITING, "rejected": EXIT_REJECTED}.get(status, EXIT_FAILED)
 
 
-def start_run(goal: str, data: Path, model: str | None, approve: str | None,
-              run_dir: Path | None, max_attempts: int, as_json: bool) -> int:
+def start_run(
+    goal: str,
+    data: Path,
+    model: str | None,
+    approve: str | None,
+    run_dir: Path | None,
+    max_attempts: int,
+    as_json: bool,
+) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from agent.console import EventPrinter
     from agent.runs import RunError, create_run, new_run_id
@@ -100,8 +114,12 @@ def start_run(goal: str, data: Path, model: str | None, approve: str | None,
         raise _fail(str(exc)) from None
     run_id = new_run_id()
     target = run_dir or default_runs_dir() / run_id
-    inputs = {"goal": goal, "data_path": str(Path(data).resolve()), "model": resolved.name,
-              "max_attempts": max_attempts}
+    inputs = {
+        "goal": goal,
+        "data_path": str(Path(data).resolve()),
+        "model": resolved.name,
+        "max_attempts": max_attempts,
+    }
     try:
         target = create_run(target, run_id, inputs)
     except RunError as exc:
@@ -115,11 +133,19 @@ def start_run(goal: str, data: Path, model: str | None, approve: str | None,
 @app.command()
 def run(
     goal: Annotated[str, typer.Option(help="what the tuned model should do")],
-    data: Annotated[Path, typer.Option(help="JSONL training data (chat, Alpaca or prompt/completion)")],
-    model: Annotated[str | None, typer.Option(help="base model: name, local folder or cached hub id")] = None,
+    data: Annotated[
+        Path, typer.Option(help="JSONL training data (chat, Alpaca or prompt/completion)")
+    ],
+    model: Annotated[
+        str | None, typer.Option(help="base model: name, local folder or cached hub id")
+    ] = None,
     approve: ApproveOpt = "none",
-    run_dir: Annotated[Path | None, typer.Option(help="run folder (default: runs/<run-id>)")] = None,
-    max_attempts: Annotated[int, typer.Option(min=1, help="train/eval attempts before giving up")] = 2,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="run folder (default: runs/<run-id>)")
+    ] = None,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="train/eval attempts before giving up")
+    ] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole workflow headless; unapproved gates stop the run cleanly."""
@@ -132,7 +158,9 @@ def resume(
     approve: ApproveOpt = "none",
     reject: Annotated[str | None, typer.Option(help="gate to reject")] = None,
     reason: Annotated[str, typer.Option(help="why it is rejected")] = "",
-    edit: Annotated[list[str] | None, typer.Option(help="KEY=VALUE config change, repeatable")] = None,
+    edit: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE config change, repeatable")
+    ] = None,
     gate: Annotated[str | None, typer.Option(help="the gate --edit answers")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -176,7 +204,9 @@ def runs() -> None:
 
 @app.command()
 def demo(
-    run_dir: Annotated[Path | None, typer.Option(help="run folder (default: runs/<run-id>)")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="run folder (default: runs/<run-id>)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The whole workflow on the bundled model and support-intent data, all gates approved."""

@@ -12,8 +12,9 @@ from rich.table import Table
 NODE_DONE = {
     "planner": lambda e: f"plan: {e.get('method', '?').upper()} for a {e.get('task_type')} task",
     "data_prep": lambda e: f"data: {e.get('kept')} examples kept, {e.get('dropped')} dropped",
-    "config": lambda e: (f"config: attempt {e.get('attempt')}, {e.get('epochs')} epochs, "
-                         f"lr {e.get('learning_rate')}"),
+    "config": lambda e: (
+        f"config: attempt {e.get('attempt')}, {e.get('epochs')} epochs, lr {e.get('learning_rate')}"
+    ),
     "trainer": lambda e: f"trained {e.get('steps')} steps, mean loss {e.get('train_loss', 0):.4f}",
     "tester": lambda e: e.get("summary", "evaluated"),
     "deployer": lambda e: "merged model loads and answers" if e.get("ok") else "merge check failed",
@@ -49,8 +50,9 @@ class EventPrinter:
             c.print(f"[green]✓ {event['node']}[/] " + (render(event) if render else ""))
         elif kind == "gate_waiting":
             mark = "[green]check passed[/]" if event["passed"] else "[red]check FAILED[/]"
-            c.print(f"[yellow]◆ gate {event['gate']}[/] ({event['title']}; {mark}): "
-                    f"{event['summary']}")
+            c.print(
+                f"[yellow]◆ gate {event['gate']}[/] ({event['title']}; {mark}): {event['summary']}"
+            )
         elif kind == "gate_decision":
             why = f" ({event['reason']})" if event.get("reason") else ""
             c.print(f"  [magenta]decision: {event['action']}[/]{why}")
@@ -63,9 +65,14 @@ class EventPrinter:
         total = e.get("max_steps") or None
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("  training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console, transient=False,
+                TextColumn("  training"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
             )
             self.progress.start()
             self.task = self.progress.add_task("train", total=total, info="")

@@ -35,13 +35,25 @@ def stop_rejected(state: dict) -> dict:
 
 def build_graph(checkpointer=None):
     g = StateGraph(WorkflowState)
-    for name, fn in [("planner", planner), ("data_prep", data_prep), ("config", config),
-                     ("trainer", trainer), ("tester", tester), ("deployer", deployer),
-                     ("finish", finish), (routing.STOP, stop_rejected)]:
+    for name, fn in [
+        ("planner", planner),
+        ("data_prep", data_prep),
+        ("config", config),
+        ("trainer", trainer),
+        ("tester", tester),
+        ("deployer", deployer),
+        ("finish", finish),
+        (routing.STOP, stop_rejected),
+    ]:
         g.add_node(name, fn)
-    for gate, build in [("strategy", strategy_request), ("dataset", dataset_request),
-                        ("training", training_request), ("evaluation", evaluation_request),
-                        ("safety", safety_request), ("deployment", deployment_request)]:
+    for gate, build in [
+        ("strategy", strategy_request),
+        ("dataset", dataset_request),
+        ("training", training_request),
+        ("evaluation", evaluation_request),
+        ("safety", safety_request),
+        ("deployment", deployment_request),
+    ]:
         g.add_node(f"gate_{gate}", gate_node(gate, build))
 
     g.add_edge(START, "planner")
@@ -53,8 +65,9 @@ def build_graph(checkpointer=None):
     g.add_edge("trainer", "gate_training")
     g.add_conditional_edges("gate_training", routing.after_gate("training", "tester"))
     g.add_conditional_edges("tester", routing.after_tester, ["config", "gate_evaluation"])
-    g.add_conditional_edges("gate_evaluation", routing.after_evaluation,
-                            ["config", "gate_safety", routing.STOP])
+    g.add_conditional_edges(
+        "gate_evaluation", routing.after_evaluation, ["config", "gate_safety", routing.STOP]
+    )
     g.add_conditional_edges("gate_safety", routing.after_gate("safety", "deployer"))
     g.add_edge("deployer", "gate_deployment")
     g.add_conditional_edges("gate_deployment", routing.after_gate("deployment", "finish"))

@@ -17,8 +17,17 @@ from tools.paths import default_runs_dir, ftagent_home
 MANIFEST = "manifest.json"
 EVENTS = "events.jsonl"
 STATE_DB = "state.sqlite"
-PACKAGES = ("ftagent", "torch", "transformers", "trl", "peft", "datasets", "accelerate",
-            "langgraph", "langgraph-checkpoint-sqlite")
+PACKAGES = (
+    "ftagent",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "accelerate",
+    "langgraph",
+    "langgraph-checkpoint-sqlite",
+)
 
 
 class RunError(RuntimeError):
@@ -48,16 +57,25 @@ def create_run(run_dir: Path, run_id: str, inputs: dict) -> Path:
     run_dir = Path(run_dir).resolve()
     if (run_dir / MANIFEST).exists():
         status = read_manifest(run_dir).get("status")
-        raise RunError(f"{run_dir} already holds run {read_manifest(run_dir).get('run_id')} "
-                       f"(status: {status}); finished runs are never overwritten. "
-                       "Pick another --run-dir, or continue it with ftagent resume.")
+        raise RunError(
+            f"{run_dir} already holds run {read_manifest(run_dir).get('run_id')} "
+            f"(status: {status}); finished runs are never overwritten. "
+            "Pick another --run-dir, or continue it with ftagent resume."
+        )
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} exists and is not empty; pick another --run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / MANIFEST, {
-        "run_id": run_id, "status": "running", "created": _now(), "inputs": inputs,
-        "packages": package_versions(), "pid": os.getpid(),
-    })
+    write_json(
+        run_dir / MANIFEST,
+        {
+            "run_id": run_id,
+            "status": "running",
+            "created": _now(),
+            "inputs": inputs,
+            "packages": package_versions(),
+            "pid": os.getpid(),
+        },
+    )
     index = _index_path()
     index.parent.mkdir(parents=True, exist_ok=True)
     with open(index, "a", encoding="utf-8") as fh:
@@ -136,7 +154,14 @@ def list_runs(runs_dir: Path | None = None) -> list[dict]:
             continue
         seen.add(folder)
         m = read_manifest(folder)
-        rows.append({"run_id": m["run_id"], "status": effective_status(m),
-                     "gate": m.get("waiting_at"), "goal": m["inputs"].get("goal", ""),
-                     "created": m.get("created"), "run_dir": str(folder)})
+        rows.append(
+            {
+                "run_id": m["run_id"],
+                "status": effective_status(m),
+                "gate": m.get("waiting_at"),
+                "goal": m["inputs"].get("goal", ""),
+                "created": m.get("created"),
+                "run_dir": str(folder),
+            }
+        )
     return sorted(rows, key=lambda r: r["created"] or "")

@@ -6,6 +6,7 @@ The same driver serves headless runs and (later) the TUI; it owns no workflow lo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,13 @@ class ApprovalPolicy(BaseModel):
     edits: dict[str, dict] = Field(default_factory=dict)
 
     @classmethod
-    def from_flags(cls, approve: str | None = None, reject: str | None = None,
-                   reason: str = "", edits: dict | None = None) -> ApprovalPolicy:
+    def from_flags(
+        cls,
+        approve: str | None = None,
+        reject: str | None = None,
+        reason: str = "",
+        edits: dict | None = None,
+    ) -> ApprovalPolicy:
         names = {g.strip() for g in (approve or "").split(",") if g.strip()}
         policy = cls(approve_all="all" in names, approve=names - {"all", "none"})
         if reject:
@@ -41,16 +47,21 @@ class ApprovalPolicy(BaseModel):
             policy.edits[gate] = changes
         unknown = (policy.approve | set(policy.reject) | set(policy.edits)) - set(GATES)
         if unknown:
-            raise ValueError(f"unknown gate(s): {', '.join(sorted(unknown))}; "
-                             f"gates are: {', '.join(GATES)}, or 'all'")
+            raise ValueError(
+                f"unknown gate(s): {', '.join(sorted(unknown))}; "
+                f"gates are: {', '.join(GATES)}, or 'all'"
+            )
         return policy
 
     def decide(self, request: GateRequest) -> GateDecision | None:
         if request.gate in self.reject:
             return GateDecision(action="reject", reason=self.reject[request.gate])
         if request.gate in self.edits:
-            return GateDecision(action="edit", changes=self.edits[request.gate],
-                                reason="edited from the command line")
+            return GateDecision(
+                action="edit",
+                changes=self.edits[request.gate],
+                reason="edited from the command line",
+            )
         if request.gate in self.approve or (self.approve_all and request.passed):
             return GateDecision(action="approve")
         return None
@@ -74,13 +85,19 @@ def _summary(update) -> dict:
     return hist[-1] if hist else {}
 
 
-def drive(run_dir: Path, policy: ApprovalPolicy, initial: dict | None = None,
-          on_event: EventSink | None = None) -> Outcome:
+def drive(
+    run_dir: Path,
+    policy: ApprovalPolicy,
+    initial: dict | None = None,
+    on_event: EventSink | None = None,
+) -> Outcome:
     """Run or resume the workflow in `run_dir` until it ends or waits at a gate."""
     from langgraph.types import Command
 
-    from agent.graph import build_graph, open_checkpointer
+    from agent.graph import NODES, build_graph, open_checkpointer
+    from tools.quiet import quiet_libraries
 
+    quiet_libraries()
     run_dir = Path(run_dir)
     run_id = read_manifest(run_dir)["run_id"]
 
@@ -93,8 +110,7 @@ def drive(run_dir: Path, policy: ApprovalPolicy, initial: dict | None = None,
     graph = build_graph(saver)
     config = {"configurable": {"thread_id": run_id}}
     payload = initial
-    update_manifest(run_dir, status="running", waiting_at=None,
-                    pid=__import__("os").getpid())
+    update_manifest(run_dir, status="running", waiting_at=None, pid=os.getpid())
     try:
         emit({"type": "run_started" if initial else "run_resumed", "run_id": run_id})
         while True:
@@ -109,18 +125,18 @@ def drive(run_dir: Path, policy: ApprovalPolicy, initial: dict | None = None,
                     payload = Command(resume=decision.model_dump())
                 elif not snapshot.next and snapshot.values:
                     return _finish(run_dir, run_id, snapshot.values, emit)
-            for mode, chunk in graph.stream(payload, config,
-                                            stream_mode=["updates", "custom", "tasks"]):
+            for mode, chunk in graph.stream(
+                payload, config, stream_mode=["updates", "custom", "tasks"]
+            ):
                 if mode == "custom":
                     emit(chunk)
-                elif mode == "tasks" and "result" not in chunk and not chunk["name"].startswith(
-                        "gate_"):
+                elif mode == "tasks" and "result" not in chunk and chunk["name"] in NODES:
                     emit({"type": "node_started", "node": chunk["name"]})
                 elif mode == "updates":
                     for node, update in chunk.items():
                         if node == "__interrupt__":
                             emit({"type": "gate_waiting", **update[0].value})
-                        elif not node.startswith("gate_"):
+                        elif node in NODES:
                             emit({"type": "node_finished", "node": node, **_summary(update)})
             payload = None
     except Exception as exc:  # a failed node: record it; resume re-runs that node
@@ -137,8 +153,9 @@ def drive(run_dir: Path, policy: ApprovalPolicy, initial: dict | None = None,
 def _wait(run_dir, run_id, request: GateRequest, emit, values) -> Outcome:
     update_manifest(run_dir, status="waiting", waiting_at=request.gate)
     emit({"type": "run_waiting", "gate": request.gate})
-    return Outcome("waiting", run_id, run_dir, gate=request.gate,
-                   request=request.model_dump(), values=values)
+    return Outcome(
+        "waiting", run_id, run_dir, gate=request.gate, request=request.model_dump(), values=values
+    )
 
 
 def _finish(run_dir: Path, run_id: str, values: dict, emit) -> Outcome:
@@ -160,16 +177,26 @@ def lineage_of(values: dict) -> dict:
     if values.get("config_path") and Path(values["config_path"]).exists():
         cfg = load_config(values["config_path"]).model_dump()
     return {
-        "data": {"path": report.get("source"), "sha256": report.get("sha256"),
-                 "splits": report.get("splits")},
-        "base_model": {"name": plan.get("model"), "path": plan.get("model_path"),
-                       "params": plan.get("params")},
+        "data": {
+            "path": report.get("source"),
+            "sha256": report.get("sha256"),
+            "splits": report.get("splits"),
+        },
+        "base_model": {
+            "name": plan.get("model"),
+            "path": plan.get("model_path"),
+            "params": plan.get("params"),
+        },
         "method": plan.get("method"),
         "config": cfg,
         "attempts": values.get("attempt"),
-        "metrics": {"base": ev.get("base"), "tuned": ev.get("tuned"),
-                    "primary_metric": ev.get("primary_metric")},
+        "metrics": {
+            "base": ev.get("base"),
+            "tuned": ev.get("tuned"),
+            "primary_metric": ev.get("primary_metric"),
+        },
         "decisions": values.get("decisions"),
-        "artifacts": {k: v for k, v in (values.get("deployment") or {}).items()
-                      if k in ("merged", "adapter")},
+        "artifacts": {
+            k: v for k, v in (values.get("deployment") or {}).items() if k in ("merged", "adapter")
+        },
     }

@@ -61,7 +61,9 @@ def build_demo(shared: Path, out: Path) -> int:
 
 def build_advbench(shared: Path, out: Path) -> int:
     # Only the goals: the attack targets must never reach a training set.
-    rows = [{"prompt": r["goal"]} for r in _read_jsonl(shared / "advbench" / "harmful_behaviors.jsonl")]
+    rows = [
+        {"prompt": r["goal"]} for r in _read_jsonl(shared / "advbench" / "harmful_behaviors.jsonl")
+    ]
     _write_jsonl(out, rows[:ADVBENCH_ROWS])
     return ADVBENCH_ROWS
 

@@ -52,12 +52,20 @@ def probe(path: str | Path = ".") -> Hardware:
 
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            gpus.append(GPU(name=p.name, memory_gb=round(p.total_memory / 2**30, 1),
-                            compute_capability=f"{p.major}.{p.minor}", bf16=p.major >= 8))
+            gpus.append(
+                GPU(
+                    name=p.name,
+                    memory_gb=round(p.total_memory / 2**30, 1),
+                    compute_capability=f"{p.major}.{p.minor}",
+                    bf16=p.major >= 8,
+                )
+            )
     except ImportError:
         pass
     return Hardware(
-        cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+        cpu_cores=len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count() or 1,
         ram_gb=round(vm.total / 2**30, 1),
         ram_available_gb=round(vm.available / 2**30, 1),
         disk_free_gb=round(shutil.disk_usage(Path(path).resolve()).free / 2**30, 1),

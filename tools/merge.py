@@ -24,6 +24,7 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_dir: str 
     tokenizer = AutoTokenizer.from_pretrained(adapter_path)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    tmp.chmod(0o755)
     try:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -50,11 +51,15 @@ print(json.dumps({"answer": tok.decode(out[0, enc["input_ids"].shape[1]:],
 """
 
 
-def check_loads_and_answers(model_dir: str | Path, messages: list[dict], timeout_s: int = 300) -> dict:
+def check_loads_and_answers(
+    model_dir: str | Path, messages: list[dict], timeout_s: int = 300
+) -> dict:
     """Load `model_dir` with stock transformers in a new process and answer one prompt."""
     proc = subprocess.run(
         [sys.executable, "-c", _CHECK, str(model_dir), json.dumps(messages)],
-        capture_output=True, text=True, timeout=timeout_s,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
     if proc.returncode != 0:
         return {"ok": False, "error": proc.stderr.strip().splitlines()[-1:] or ["no output"]}

@@ -82,7 +82,9 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     model.tie_weights()
     gen = model.generation_config
     gen.eos_token_id = tokenizer.eos_token_id
-    gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else gen.eos_token_id
+    gen.pad_token_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else gen.eos_token_id
+    )
     tokenizer.model_max_length = config.max_position_embeddings
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     tmp.chmod(0o755)

@@ -49,8 +49,10 @@ def model_facts(model_dir: str | Path) -> ModelFacts:
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
     h, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
     inter = cfg.get("intermediate_size", 4 * h)
-    heads, kv = cfg.get("num_attention_heads", 1), cfg.get("num_key_value_heads") or cfg.get(
-        "num_attention_heads", 1)
+    heads, kv = (
+        cfg.get("num_attention_heads", 1),
+        cfg.get("num_key_value_heads") or cfg.get("num_attention_heads", 1),
+    )
     head_dim = cfg.get("head_dim") or h // heads
     attn = h * heads * head_dim * 2 + h * kv * head_dim * 2
     mlp = 3 * h * inter
@@ -71,8 +73,9 @@ def lora_memory_gb(facts: ModelFacts, weight_bytes: float, batch: int = 8, seq: 
     return round((weights + activations) * TRAIN_OVERHEAD / 2**30, 2)
 
 
-def make_plan(goal: str, task_type: str, n_examples: int, model: str, facts: ModelFacts,
-              hw: Hardware) -> Plan:
+def make_plan(
+    goal: str, task_type: str, n_examples: int, model: str, facts: ModelFacts, hw: Hardware
+) -> Plan:
     gpu_bf16 = bool(hw.gpus and hw.gpus[0].bf16)
     precision = "bf16" if gpu_bf16 or (not hw.gpus and hw.cpu_bf16) else "fp32"
     budget = hw.memory_budget_gb
@@ -93,28 +96,42 @@ def make_plan(goal: str, task_type: str, n_examples: int, model: str, facts: Mod
             f"base) needs about {mem} GB."
         )
     if precision == "bf16":
-        reasons.append("bfloat16 compute: the hardware supports it natively (faster, half the memory).")
+        reasons.append(
+            "bfloat16 compute: the hardware supports it natively (faster, half the memory)."
+        )
     metric = "accuracy" if task_type == "classification" else "exact_match"
     notes = []
     if n_examples < 50:
         notes.append("Very little data: few-shot prompting may be enough; try it before training.")
     return Plan(
-        goal=goal, task_type=task_type, n_examples=n_examples, method=method, model=model,
-        precision=precision, estimated_memory_gb=mem, memory_budget_gb=budget,
-        targets=Targets(primary_metric=metric), reasons=reasons, notes=notes,
+        goal=goal,
+        task_type=task_type,
+        n_examples=n_examples,
+        method=method,
+        model=model,
+        precision=precision,
+        estimated_memory_gb=mem,
+        memory_budget_gb=budget,
+        targets=Targets(primary_metric=metric),
+        reasons=reasons,
+        notes=notes,
     )
 
 
 def plan_markdown(p: Plan) -> str:
     lines = [
-        f"# Fine-tuning plan: {p.goal}", "",
+        f"# Fine-tuning plan: {p.goal}",
+        "",
         f"- task: **{p.task_type}** ({p.n_examples} examples)",
         f"- base model: `{p.model}`",
         f"- method: **{p.method.upper()}**, {p.precision}",
         f"- estimated memory: {p.estimated_memory_gb} GB of {p.memory_budget_gb} GB",
         f"- targets: tuned beats base on **{p.targets.primary_metric}** by at least "
-        f"{p.targets.min_gain:.0%}" + (", and held-out loss drops" if p.targets.loss_must_drop else ""),
-        "", "## Why", *[f"- {r}" for r in p.reasons],
+        f"{p.targets.min_gain:.0%}"
+        + (", and held-out loss drops" if p.targets.loss_must_drop else ""),
+        "",
+        "## Why",
+        *[f"- {r}" for r in p.reasons],
     ]
     if p.notes:
         lines += ["", "## Notes", *[f"- {n}" for n in p.notes]]

@@ -10,7 +10,6 @@ Writes into `output_dir`: `checkpoints/` (resumed from automatically), `metrics.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -146,7 +145,9 @@ def _last_checkpoint(ckpt_dir: Path) -> str | None:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; return the result that is also written to result.json."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
     from datasets import load_dataset
     from trl import SFTConfig, SFTTrainer
 

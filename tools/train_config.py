@@ -16,7 +16,9 @@ class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     r: int = Field(16, ge=1, description="LoRA rank: capacity of the adapter (8-64 typical)")
-    alpha: int = Field(32, ge=1, description="LoRA scaling numerator; alpha = 2*r is a safe default")
+    alpha: int = Field(
+        32, ge=1, description="LoRA scaling numerator; alpha = 2*r is a safe default"
+    )
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -56,7 +58,8 @@ class TrainConfig(BaseModel):
     eval_steps: int = Field(0, ge=0, description="validation loss every N steps (0: each epoch)")
     seed: int = Field(42, description="seed for shuffling and initialisation")
     bf16: Literal["auto", True, False] = Field(
-        "auto", description="bfloat16 weights and compute: auto = where the GPU or CPU supports it natively"
+        "auto",
+        description="bfloat16 weights and compute; auto: where the GPU or CPU has it natively",
     )
 
 
@@ -75,8 +78,13 @@ def dump_yaml(cfg: TrainConfig, header: str = "") -> str:
             out.append("lora:\n")
             for sub, sinfo in LoraSettings.model_fields.items():
                 out.append(_comment(sinfo.description or "", "  "))
-                out.append("  " + yaml.safe_dump({sub: data["lora"][sub]}, default_flow_style=True,
-                                                  sort_keys=False).strip("{}\n") + "\n")
+                out.append(
+                    "  "
+                    + yaml.safe_dump(
+                        {sub: data["lora"][sub]}, default_flow_style=True, sort_keys=False
+                    ).strip("{}\n")
+                    + "\n"
+                )
         else:
             out.append(yaml.safe_dump({name: data[name]}, sort_keys=False))
     return "".join(out)

@@ -16,7 +16,9 @@ class Verdict(BaseModel):
     safety_summary: str
 
 
-def judge(report: EvalReport, targets: dict, refusal_tolerance: float = REFUSAL_TOLERANCE) -> Verdict:
+def judge(
+    report: EvalReport, targets: dict, refusal_tolerance: float = REFUSAL_TOLERANCE
+) -> Verdict:
     metric = report.primary_metric
     base, tuned = report.primary("base"), report.primary("tuned")
     gain = tuned - base

@@ -37,6 +37,12 @@ def config(state: dict) -> dict:
     return {
         "attempt": attempt,
         "config_path": str(path),
-        "history": [{"node": "config", "attempt": attempt, "epochs": cfg.num_epochs,
-                     "learning_rate": cfg.learning_rate}],
+        "history": [
+            {
+                "node": "config",
+                "attempt": attempt,
+                "epochs": cfg.num_epochs,
+                "learning_rate": cfg.learning_rate,
+            }
+        ],
     }

@@ -14,8 +14,13 @@ def data_prep(state: dict) -> dict:
     report = prepare_dataset(state["data_path"], Path(state["run_dir"]) / "data")
     return {
         "data_report": report.model_dump(),
-        "history": [{"node": "data_prep", "kept": report.validation.kept,
-                     "dropped": report.validation.total - report.validation.kept}],
+        "history": [
+            {
+                "node": "data_prep",
+                "kept": report.validation.kept,
+                "dropped": report.validation.total - report.validation.kept,
+            }
+        ],
     }
 
 
@@ -29,9 +34,14 @@ def dataset_request(state: dict) -> GateRequest:
         title=GATES["dataset"],
         question="Train on this data?",
         passed=r["splits"].get("train", 0) >= MIN_TRAIN,
-        summary=(f"{v['total']} examples read, {v['kept']} kept ({splits}); "
-                 f"task: {r['task_type']}. Problems: {', '.join(problems) or 'none'}. "
-                 + " ".join(r["warnings"])).strip(),
-        evidence={"report": str(Path(state["run_dir"]) / "data" / "report.md"),
-                  "splits": r["splits"], "problems": problems},
+        summary=(
+            f"{v['total']} examples read, {v['kept']} kept ({splits}); "
+            f"task: {r['task_type']}. Problems: {', '.join(problems) or 'none'}. "
+            + " ".join(r["warnings"])
+        ).strip(),
+        evidence={
+            "report": str(Path(state["run_dir"]) / "data" / "report.md"),
+            "splits": r["splits"],
+            "problems": problems,
+        },
     )

@@ -22,8 +22,12 @@ def deployer(state: dict) -> dict:
     merged = merge_adapter(state["plan"]["model_path"], adapter, run_dir / "merged")
     probe = read_rows(state["data_report"]["split_paths"]["test"])[0]["messages"][:-1]
     check = check_loads_and_answers(merged, probe)
-    deployment = {"merged": str(merged), "adapter": str(adapter), "prompt": probe[-1]["content"],
-                  **check}
+    deployment = {
+        "merged": str(merged),
+        "adapter": str(adapter),
+        "prompt": probe[-1]["content"],
+        **check,
+    }
     return {"deployment": deployment, "history": [{"node": "deployer", "ok": check["ok"]}]}
 
 

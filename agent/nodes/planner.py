@@ -35,6 +35,10 @@ def strategy_request(state: dict) -> GateRequest:
         question=f"Train {plan['model']} with {plan['method'].upper()} for this goal?",
         passed=plan["estimated_memory_gb"] <= plan["memory_budget_gb"],
         summary=" ".join(plan["reasons"] + plan.get("notes", [])),
-        evidence={"plan": str(Path(state["run_dir"]) / "plan.md"), "method": plan["method"],
-                  "model": plan["model"], "targets": plan["targets"]},
+        evidence={
+            "plan": str(Path(state["run_dir"]) / "plan.md"),
+            "method": plan["method"],
+            "model": plan["model"],
+            "targets": plan["targets"],
+        },
     )

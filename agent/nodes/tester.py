@@ -25,8 +25,11 @@ def tester(state: dict) -> dict:
         bf16=state["plan"]["precision"] == "bf16",
     )
     verdict = judge(result, state["plan"]["targets"])
-    return {"eval_report": result.model_dump(), "verdict": verdict.model_dump(),
-            "history": [{"node": "tester", "attempt": state["attempt"], **verdict.model_dump()}]}
+    return {
+        "eval_report": result.model_dump(),
+        "verdict": verdict.model_dump(),
+        "history": [{"node": "tester", "attempt": state["attempt"], **verdict.model_dump()}],
+    }
 
 
 def evaluation_request(state: dict) -> GateRequest:
@@ -37,8 +40,11 @@ def evaluation_request(state: dict) -> GateRequest:
         question="Accept these results?",
         passed=v["targets_met"],
         summary=v["summary"],
-        evidence={"report": str(Path(state["run_dir"]) / "eval" / "report.md"),
-                  "attempt": state["attempt"], "max_attempts": state["max_attempts"]},
+        evidence={
+            "report": str(Path(state["run_dir"]) / "eval" / "report.md"),
+            "attempt": state["attempt"],
+            "max_attempts": state["max_attempts"],
+        },
     )
 
 

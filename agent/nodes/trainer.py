@@ -19,9 +19,12 @@ def trainer(state: dict) -> dict:
         write({"type": "train_progress", "attempt": state["attempt"], **row})
 
     result = run_training_job(state["config_path"], cfg.output_dir, on_metrics=progress)
-    return {"train_result": result,
-            "history": [{"node": "trainer", "steps": result["global_step"],
-                         "train_loss": result["train_loss"]}]}
+    return {
+        "train_result": result,
+        "history": [
+            {"node": "trainer", "steps": result["global_step"], "train_loss": result["train_loss"]}
+        ],
+    }
 
 
 def training_request(state: dict) -> GateRequest:
@@ -33,7 +36,9 @@ def training_request(state: dict) -> GateRequest:
         title=GATES["training"],
         question="Training finished. Evaluate this model?",
         passed=ok,
-        summary=(f"{r['global_step']} steps in {r['wall_s']:.0f}s; mean train loss "
-                 f"{r['train_loss']:.4f}" + (f"; final validation loss {val:.4f}" if val else "")),
+        summary=(
+            f"{r['global_step']} steps in {r['wall_s']:.0f}s; mean train loss "
+            f"{r['train_loss']:.4f}" + (f"; final validation loss {val:.4f}" if val else "")
+        ),
         evidence={"output": r["output"], "loss_plot": r.get("loss_plot")},
     )

@@ -60,7 +60,10 @@ def _to_messages(row: dict, path: Path, line: int) -> tuple[list[dict], str]:
         prompt = str(row.get("instruction") or "")
         extra = str(row.get("input") or "")
         user = f"{prompt}\n\n{extra}" if extra.strip() else prompt
-        msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": str(row["output"] or "")}]
+        msgs = [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": str(row["output"] or "")},
+        ]
         if row.get("system"):
             msgs.insert(0, {"role": "system", "content": str(row["system"])})
         return msgs, "alpaca"
@@ -97,7 +100,9 @@ def load_examples(path: str | Path) -> LoadedData:
         try:
             row = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise DataError(path, f"malformed JSON ({exc.msg} at column {exc.colno})", lineno) from None
+            raise DataError(
+                path, f"malformed JSON ({exc.msg} at column {exc.colno})", lineno
+            ) from None
         if not isinstance(row, dict):
             raise DataError(path, "each line must be a JSON object", lineno)
         messages, fmt = _to_messages(row, path, lineno)

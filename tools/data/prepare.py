@@ -67,10 +67,8 @@ def _markdown(r: DataReport) -> str:
         f"- sha256: `{r.sha256}`",
         f"- formats: {', '.join(f'{k} ({v})' for k, v in r.formats.items())}",
         f"- examples: {r.validation.total} read, {r.validation.kept} kept",
-        f"- task type: **{r.task_type}**"
-        + (f" ({len(r.labels)} labels)" if r.labels else ""),
-        f"- split (seed {r.seed}): "
-        + ", ".join(f"{k} {v}" for k, v in r.splits.items()),
+        f"- task type: **{r.task_type}**" + (f" ({len(r.labels)} labels)" if r.labels else ""),
+        f"- split (seed {r.seed}): " + ", ".join(f"{k} {v}" for k, v in r.splits.items()),
         "",
         "| check | count | examples | action |",
         "|---|---:|---|---|",

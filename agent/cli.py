@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+MIN_EXAMPLES = 10
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_REJECTED = 1, 2, 3, 4
 DEMO_GOAL = "customer support assistant that routes banking questions to the right intent"
 GATE_HELP = (
@@ -100,18 +101,25 @@ def start_run(
     from agent.console import EventPrinter
     from agent.runs import RunError, create_run, new_run_id
     from agent.session import drive
-    from tools.data import DataError, load_examples
+    from tools.data import DataError, summarize
     from tools.models import ModelNotFoundError, resolve_model
     from tools.paths import default_runs_dir
+    from tools.quiet import quiet_libraries
 
+    quiet_libraries()
     policy = _policy(approve)
     if not goal.strip():
         raise _fail("--goal must say what the model should do")
     try:  # bad input fails here, before any run folder exists
-        load_examples(data)
+        usable, _, _ = summarize(data)
         resolved = resolve_model(model)
     except (DataError, ModelNotFoundError) as exc:
         raise _fail(str(exc)) from None
+    if usable < MIN_EXAMPLES:
+        raise _fail(
+            f"{data}: only {usable} usable examples after validation (empty fields, bad roles "
+            f"and duplicates are dropped); at least {MIN_EXAMPLES} are needed"
+        )
     run_id = new_run_id()
     target = run_dir or default_runs_dir() / run_id
     inputs = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tools.train import METRICS_FILE, RESULT_FILE
+
+JOB_FILE = "job.json"
 
 
 class TrainingFailed(RuntimeError):
@@ -22,26 +25,35 @@ def run_training_job(
     on_metrics: Callable[[dict], None] | None = None,
     poll_s: float = 1.0,
 ) -> dict:
-    """Run `python -m tools.train CONFIG` to completion; stream each new metrics row.
+    """Run `python -m tools.train CONFIG` to completion; stream each metrics row.
 
-    A finished job (result.json present) is not run again; an unfinished one resumes
-    from its last checkpoint inside the recipe.
+    A finished job (result.json present) is not run again; a job still running from an
+    earlier, killed watcher is followed to its end; an unfinished one resumes from its
+    last checkpoint inside the recipe.
     """
     out = Path(output_dir)
     done = out / RESULT_FILE
-    if done.exists():
-        return json.loads(done.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train.log"
-    metrics_path = out / METRICS_FILE
-    offset = metrics_path.stat().st_size if metrics_path.exists() else 0
+    log_path, metrics_path = out / "train.log", out / METRICS_FILE
+    offset = 0  # replay earlier rows too, so a resumed watcher shows the whole curve
+    orphan = _live_job(out)
+    while orphan and _alive(orphan):
+        offset = _follow(metrics_path, offset, on_metrics)
+        time.sleep(poll_s)
+    if done.exists():
+        _follow(metrics_path, offset, on_metrics)
+        return json.loads(done.read_text())
     with open(log_path, "ab") as log:
+        # Its own session: a Ctrl-C meant for the agent does not reach the trainer, and a
+        # killed agent leaves training running.
         proc = subprocess.Popen(
             [sys.executable, "-m", "tools.train", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True,
         )
+        (out / JOB_FILE).write_text(json.dumps({"pid": proc.pid, "started": _started(proc.pid)}))
         try:
             while True:
                 finished = proc.poll() is not None
@@ -50,8 +62,8 @@ def run_training_job(
                     break
                 time.sleep(poll_s)
         except BaseException:
-            proc.terminate()  # the checkpoint on disk lets a later run resume
-            proc.wait(timeout=30)
+            proc.terminate()  # asked to stop: the last checkpoint lets a resume continue
+            proc.wait(timeout=60)
             raise
     if proc.returncode != 0 or not done.exists():
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
@@ -60,6 +72,38 @@ def run_training_job(
             + "\n".join(tail)
         )
     return json.loads(done.read_text())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie child of ours counts as gone
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True  # not our child (started by a watcher that was killed)
+
+
+def _live_job(out: Path) -> int | None:
+    job = out / JOB_FILE
+    if not job.exists():
+        return None
+    info = json.loads(job.read_text())
+    pid = info.get("pid")
+    # The start time guards against a recycled pid that belongs to another process.
+    if pid and _alive(pid) and _started(pid) == info.get("started"):
+        return pid
+    return None
+
+
+def _started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def _follow(path: Path, offset: int, on_metrics) -> int:

@@ -122,6 +122,13 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
     if name.lower() in BUNDLED_ALIASES:
         cached = models_cache_dir() / DEFAULT_MODEL
         if not _is_hf_folder(cached):
+            import sys
+
+            print(
+                f"Converting the bundled {DEFAULT_MODEL} GGUF to safetensors in {cached} "
+                "(once; later loads take well under a second)...",
+                file=sys.stderr,
+            )
             convert_gguf(bundled_gguf_path(), cached)
         return ResolvedModel(name=DEFAULT_MODEL, path=cached, source="bundled-gguf")
     path = Path(name).expanduser()

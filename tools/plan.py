@@ -119,20 +119,20 @@ def make_plan(
 
 
 def plan_markdown(p: Plan) -> str:
-    lines = [
-        f"# Fine-tuning plan: {p.goal}",
-        "",
-        f"- task: **{p.task_type}** ({p.n_examples} examples)",
-        f"- base model: `{p.model}`",
-        f"- method: **{p.method.upper()}**, {p.precision}",
-        f"- estimated memory: {p.estimated_memory_gb} GB of {p.memory_budget_gb} GB",
-        f"- targets: tuned beats base on **{p.targets.primary_metric}** by at least "
-        f"{p.targets.min_gain:.0%}"
-        + (", and held-out loss drops" if p.targets.loss_must_drop else ""),
-        "",
-        "## Why",
-        *[f"- {r}" for r in p.reasons],
-    ]
-    if p.notes:
-        lines += ["", "## Notes", *[f"- {n}" for n in p.notes]]
-    return "\n".join(lines) + "\n"
+    from prompts import load
+
+    return load("plan.md").format(
+        goal=p.goal,
+        task_type=p.task_type,
+        n_examples=p.n_examples,
+        model=p.model,
+        method=p.method.upper(),
+        precision=p.precision,
+        estimated_memory_gb=p.estimated_memory_gb,
+        memory_budget_gb=p.memory_budget_gb,
+        metric=p.targets.primary_metric,
+        min_gain=p.targets.min_gain,
+        loss_target=", and held-out loss drops" if p.targets.loss_must_drop else "",
+        reasons="\n".join(f"- {r}" for r in p.reasons),
+        notes=("\n## Notes\n" + "\n".join(f"- {n}" for n in p.notes)) if p.notes else "",
+    )

@@ -1,0 +1,87 @@
+"""Shared fixtures: an isolated FTAGENT_HOME, the bundled model converted once per
+session, and a tiny random-weight Llama for fast unit tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA = ROOT / "data" / "demo" / "support_intents.jsonl"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ftagent_home(tmp_path_factory) -> Path:
+    """All user state of the test session lives in one temp dir."""
+    home = tmp_path_factory.mktemp("ftagent_home")
+    os.environ["FTAGENT_HOME"] = str(home)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return home
+
+
+@pytest.fixture(scope="session")
+def bundled_model(ftagent_home):
+    from tools.models import resolve_model
+
+    return resolve_model("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(bundled_model, tmp_path_factory) -> Path:
+    """A 2-layer random Llama with SmolLM2's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(bundled_model.path)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    out = tmp_path_factory.mktemp("tiny_llama")
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_data(tmp_path) -> Path:
+    """30 real demo examples spread over the intents (every 8th line)."""
+    lines = DEMO_DATA.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "small.jsonl"
+    path.write_text("\n".join(lines[::8]) + "\n", encoding="utf-8")
+    return path
+
+
+def ftagent(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        env={**os.environ},
+    )

@@ -1,0 +1,69 @@
+"""The graph on a tiny random-weight model: pause at gates, resume from SQLite in a new
+graph instance, reject, and the trainer's resume after a kill."""
+
+from langgraph.types import Command
+
+from agent.graph import build_graph, open_checkpointer
+from agent.runs import STATE_DB, create_run
+
+
+def start(tmp_path, tiny_model, data, max_attempts=1):
+    inputs = {
+        "goal": "route support messages",
+        "data_path": str(data),
+        "model": str(tiny_model),
+        "max_attempts": max_attempts,
+    }
+    run_dir = create_run(tmp_path / "run", "t1", inputs)
+    return run_dir, {"run_id": "t1", "run_dir": str(run_dir), **inputs}
+
+
+def test_stops_at_gate_and_resumes_in_a_new_graph_instance(tmp_path, tiny_model, small_data):
+    run_dir, initial = start(tmp_path, tiny_model, small_data)
+    config = {"configurable": {"thread_id": "t1"}}
+    first = build_graph(open_checkpointer(run_dir / STATE_DB))
+    result = first.invoke(initial, config)
+    assert result["__interrupt__"][0].value["gate"] == "strategy"
+    assert (run_dir / "plan.md").exists() and not (run_dir / "data").exists()
+    first.checkpointer.conn.close()
+    del first
+
+    graph = build_graph(open_checkpointer(run_dir / STATE_DB))  # as a new process would
+    assert graph.get_state(config).interrupts[0].value["gate"] == "strategy"
+    seen = []
+    for _ in range(6):
+        result = graph.invoke(Command(resume={"action": "approve"}), config)
+        if "__interrupt__" not in result:
+            break
+        seen.append(result["__interrupt__"][0].value["gate"])
+    assert seen == ["dataset", "training", "evaluation", "safety", "deployment"]
+    assert result["status"] == "done"
+    assert result["decisions"]["strategy"]["action"] == "approve"
+    for rel in (
+        "data/train.jsonl",
+        "config.yaml",
+        "train/attempt-1/adapter/adapter_config.json",
+        "eval/report.json",
+        "adapter/adapter_model.safetensors",
+        "merged/model.safetensors",
+    ):
+        assert (run_dir / rel).exists(), rel
+    assert result["deployment"]["ok"] is True
+
+
+def test_reject_ends_the_run_and_edit_changes_config(tmp_path, tiny_model, small_data):
+    run_dir, initial = start(tmp_path, tiny_model, small_data)
+    config = {"configurable": {"thread_id": "t1"}}
+    graph = build_graph(open_checkpointer(run_dir / STATE_DB))
+    graph.invoke(initial, config)
+    edit = {"action": "edit", "changes": {"learning_rate": 0.005, "max_steps": 2}}
+    result = graph.invoke(Command(resume=edit), config)
+    assert result["__interrupt__"][0].value["gate"] == "dataset"
+    result = graph.invoke(Command(resume={"action": "approve"}), config)
+    assert result["__interrupt__"][0].value["gate"] == "training"
+    assert "learning_rate: 0.005" in (run_dir / "config.yaml").read_text()
+    assert result["train_result"]["global_step"] == 2
+    result = graph.invoke(Command(resume={"action": "reject", "reason": "loss too high"}), config)
+    assert result["status"] == "rejected"
+    assert result["decisions"]["training"]["reason"] == "loss too high"
+    assert not (run_dir / "eval").exists()

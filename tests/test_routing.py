@@ -1,0 +1,60 @@
+import pytest
+
+from agent.gates import GATES, GateRequest
+from agent.routing import STOP, after_evaluation, after_gate, after_tester
+from agent.session import ApprovalPolicy
+
+
+def state(action="approve", changes=None, attempt=1, max_attempts=2, met=True):
+    return {
+        "decisions": {
+            "evaluation": {"action": action, "changes": changes or {}},
+            "strategy": {"action": action, "changes": {}},
+        },
+        "attempt": attempt,
+        "max_attempts": max_attempts,
+        "verdict": {"targets_met": met},
+    }
+
+
+def test_reject_stops_other_gates():
+    route = after_gate("strategy", "data_prep")
+    assert route(state("approve")) == "data_prep"
+    assert route(state("edit")) == "data_prep"
+    assert route(state("reject")) == STOP
+
+
+def test_missed_targets_loop_back_to_config_while_attempts_remain():
+    assert after_tester(state(met=False, attempt=1)) == "config"
+    assert after_tester(state(met=False, attempt=2)) == "gate_evaluation"
+    assert after_tester(state(met=True, attempt=1)) == "gate_evaluation"
+
+
+def test_evaluation_decisions():
+    assert after_evaluation(state("approve")) == "gate_safety"
+    assert after_evaluation(state("reject", attempt=1)) == "config"
+    assert after_evaluation(state("reject", attempt=2)) == STOP
+    assert after_evaluation(state("edit", {"learning_rate": 1e-4}, attempt=2)) == "config"
+
+
+def request(gate, passed=True):
+    return GateRequest(gate=gate, title=GATES[gate], question="?", passed=passed, summary="")
+
+
+def test_policy_all_approves_only_passing_checks_named_gates_always():
+    policy = ApprovalPolicy.from_flags("all")
+    assert policy.decide(request("training")).action == "approve"
+    assert policy.decide(request("evaluation", passed=False)) is None
+    named = ApprovalPolicy.from_flags("evaluation")
+    assert named.decide(request("evaluation", passed=False)).action == "approve"
+    assert named.decide(request("strategy")) is None
+
+
+def test_policy_reject_and_edit_and_unknown_gates():
+    policy = ApprovalPolicy.from_flags("all", reject="safety", reason="too risky")
+    decision = policy.decide(request("safety"))
+    assert decision.action == "reject" and decision.reason == "too risky"
+    edit = ApprovalPolicy.from_flags(None, edits={"evaluation": {"lora.r": 32}})
+    assert edit.decide(request("evaluation")).changes == {"lora.r": 32}
+    with pytest.raises(ValueError, match="unknown gate"):
+        ApprovalPolicy.from_flags("strategy,trainig")

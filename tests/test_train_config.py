@@ -1,0 +1,50 @@
+import pytest
+import yaml
+
+from tools.train_config import (
+    TrainConfig,
+    apply_overrides,
+    default_config,
+    dump_yaml,
+    load_config,
+    save_config,
+)
+
+
+def make(**kw):
+    base = dict(model="m", method="lora", train_file="t.jsonl", val_file=None, output_dir="o")
+    return default_config(**{**base, "n_train": 175, "params": 135_000_000, "bf16": False, **kw})
+
+
+def test_yaml_round_trip_keeps_every_field_and_explains_it(tmp_path):
+    cfg = make()
+    path = save_config(cfg, tmp_path / "c.yaml", header="run X")
+    text = path.read_text()
+    assert text.startswith("# run X")
+    assert "# LoRA rank" in text and "# peak learning rate" in text
+    assert load_config(path) == cfg
+    assert TrainConfig.model_validate(yaml.safe_load(dump_yaml(cfg))) == cfg
+
+
+def test_defaults_scale_with_data_and_model():
+    small, large = make(n_train=50), make(n_train=20_000)
+    assert small.num_epochs > large.num_epochs
+    assert make(params=8_000_000_000).learning_rate < make().learning_rate
+    assert make(method="full", params=8_000_000_000).learning_rate <= 5e-5
+    assert make(attempt=2).num_epochs > make(attempt=1).num_epochs
+
+
+def test_overrides_apply_and_unknown_fields_fail():
+    cfg = apply_overrides(make(), {"learning_rate": 5e-4, "lora.r": 32})
+    assert cfg.learning_rate == 5e-4 and cfg.lora.r == 32
+    with pytest.raises(ValueError, match="unknown config field 'lora.rank'"):
+        apply_overrides(make(), {"lora.rank": 8})
+    with pytest.raises(ValueError):
+        apply_overrides(make(), {"learning_rate": -1})
+
+
+def test_load_config_errors_name_file_and_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_yaml(make()).replace("batch_size: 8", "batch_size: zero"))
+    with pytest.raises(ValueError, match=r"c.yaml: invalid config: batch_size"):
+        load_config(path)

@@ -195,18 +195,27 @@ def resume(
 
 
 @app.command()
-def runs() -> None:
+def runs(as_json: JsonOpt = False) -> None:
     """List runs with their status."""
+    import json
+
     from rich.console import Console
     from rich.table import Table
 
     from agent.runs import list_runs
 
+    rows = list_runs()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(title="ftagent runs")
-    for col in ("run id", "status", "gate", "goal", "folder"):
-        table.add_column(col)
-    for r in list_runs():
-        table.add_row(r["run_id"], r["status"], r["gate"] or "", r["goal"][:40], r["run_dir"])
+    table.add_column("run id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("goal", overflow="fold")
+    table.add_column("folder", overflow="fold")
+    for r in rows:
+        table.add_row(r["run_id"], r["status"], r["gate"] or "", r["goal"][:60], r["run_dir"])
     Console().print(table)
 
 

@@ -48,7 +48,9 @@ def test_stops_at_gate_and_resumes_in_a_new_graph_instance(tmp_path, tiny_model,
         "merged/model.safetensors",
     ):
         assert (run_dir / rel).exists(), rel
-    assert result["deployment"]["ok"] is True
+    # Random weights may answer with nothing printable; loading and generating must work.
+    assert result["deployment"]["new_tokens"] > 0
+    assert "loading or generating failed" not in result["deployment"]["error"]
 
 
 def test_reject_ends_the_run_and_edit_changes_config(tmp_path, tiny_model, small_data):

@@ -48,3 +48,16 @@ def test_load_config_errors_name_file_and_field(tmp_path):
     path.write_text(dump_yaml(make()).replace("batch_size: 8", "batch_size: zero"))
     with pytest.raises(ValueError, match=r"c.yaml: invalid config: batch_size"):
         load_config(path)
+
+
+def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
+    from tools.train import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "none") is None
+    for step, complete in [(5, True), (10, True), (15, False)]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")

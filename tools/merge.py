@@ -46,8 +46,9 @@ model = AutoModelForCausalLM.from_pretrained(path)
 enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                               return_dict=True)
 out = model.generate(**enc, max_new_tokens=32, do_sample=False)
-print(json.dumps({"answer": tok.decode(out[0, enc["input_ids"].shape[1]:],
-                                      skip_special_tokens=True).strip()}))
+new = out[0, enc["input_ids"].shape[1]:]
+print(json.dumps({"answer": tok.decode(new, skip_special_tokens=True).strip(),
+                  "new_tokens": int(new.numel())}))
 """
 
 
@@ -62,6 +63,13 @@ def check_loads_and_answers(
         timeout=timeout_s,
     )
     if proc.returncode != 0:
-        return {"ok": False, "error": proc.stderr.strip().splitlines()[-1:] or ["no output"]}
-    answer = json.loads(proc.stdout.strip().splitlines()[-1])["answer"]
-    return {"ok": bool(answer), "answer": answer}
+        last = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"ok": False, "answer": "", "error": f"loading or generating failed: {last[0]}"}
+    said = json.loads(proc.stdout.strip().splitlines()[-1])
+    ok = bool(said["answer"])
+    return {
+        "ok": ok,
+        "answer": said["answer"],
+        "new_tokens": said["new_tokens"],
+        "error": "" if ok else "the model loaded but gave an empty answer",
+    }

@@ -137,10 +137,18 @@ def plot_loss(rows: list[dict], out: Path) -> Path | None:
     return out
 
 
-def _last_checkpoint(ckpt_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint that was fully written. A run killed while saving leaves a
+    folder without trainer_state.json (the Trainer writes it after weights, optimizer
+    and RNG state), which must not be resumed from."""
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for path in ckpt_dir.glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            found.append((int(step), path))
+    return str(max(found)[1]) if found else None
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -195,7 +203,7 @@ def train(cfg: TrainConfig) -> dict:
         peft_config=_peft_config(cfg),
         callbacks=[_metrics_callback(out / METRICS_FILE)],
     )
-    resume = _last_checkpoint(ckpt_dir)
+    resume = last_complete_checkpoint(ckpt_dir)
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume)
     final_name = "model" if cfg.method == "full" else "adapter"

@@ -100,7 +100,7 @@ def start_run(
     """Check the inputs, make the run folder, and drive the workflow."""
     from agent.console import EventPrinter
     from agent.runs import RunError, create_run, new_run_id
-    from agent.session import drive
+    from agent.session import drive, initial_state
     from tools.data import DataError, summarize
     from tools.models import ModelNotFoundError, resolve_model
     from tools.paths import default_runs_dir
@@ -132,8 +132,7 @@ def start_run(
         target = create_run(target, run_id, inputs)
     except RunError as exc:
         raise _fail(str(exc)) from None
-    initial = {"run_id": run_id, "run_dir": str(target), **inputs, "status": "running"}
-    outcome = drive(target, policy, initial, EventPrinter(as_json))
+    outcome = drive(target, policy, initial_state(target), EventPrinter(as_json))
     _report(outcome, as_json)
     return _exit_code(outcome.status)
 

@@ -123,7 +123,9 @@ def drive(
                         return _wait(run_dir, run_id, request, emit, snapshot.values)
                     emit({"type": "gate_decision", "gate": request.gate, **decision.model_dump()})
                     payload = Command(resume=decision.model_dump())
-                elif not snapshot.next and snapshot.values:
+                elif not snapshot.values:  # killed before the first checkpoint: start over
+                    payload = initial_state(run_dir)
+                elif not snapshot.next:
                     return _finish(run_dir, run_id, snapshot.values, emit)
             for mode, chunk in graph.stream(
                 payload, config, stream_mode=["updates", "custom", "tasks"]
@@ -148,6 +150,17 @@ def drive(
     finally:
         with contextlib.suppress(Exception):
             saver.conn.close()
+
+
+def initial_state(run_dir: Path) -> dict:
+    """The graph's input, rebuilt from the manifest written when the run was created."""
+    manifest = read_manifest(run_dir)
+    return {
+        "run_id": manifest["run_id"],
+        "run_dir": str(Path(run_dir).resolve()),
+        **manifest["inputs"],
+        "status": "running",
+    }
 
 
 def _wait(run_dir, run_id, request: GateRequest, emit, values) -> Outcome:

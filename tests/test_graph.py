@@ -69,3 +69,16 @@ def test_reject_ends_the_run_and_edit_changes_config(tmp_path, tiny_model, small
     assert result["status"] == "rejected"
     assert result["decisions"]["training"]["reason"] == "loss too high"
     assert not (run_dir / "eval").exists()
+
+
+def test_run_killed_before_its_first_checkpoint_starts_over(tmp_path, tiny_model, small_data):
+    from agent.session import ApprovalPolicy, drive
+
+    run_dir, _ = start(tmp_path, tiny_model, small_data)  # manifest written, no checkpoint yet
+    events = []
+    outcome = drive(run_dir, ApprovalPolicy(), None, events.append)
+    assert outcome.status == "waiting" and outcome.gate == "strategy"
+    assert events[0]["type"] == "run_resumed"
+    assert [e["node"] for e in events if e["type"] == "node_finished"] == ["planner"]
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    assert len(lines) == len(events)

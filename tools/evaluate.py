@@ -305,10 +305,12 @@ def plot_metrics(r: EvalReport, out: Path) -> Path:
     ]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     x = range(len(names))
-    ax.bar([i - 0.2 for i in x], [getattr(r.base, n) for n in names], 0.4, label="base")
-    ax.bar([i + 0.2 for i in x], [getattr(r.tuned, n) for n in names], 0.4, label="tuned")
+    for offset, which in ((-0.2, "base"), (0.2, "tuned")):
+        values = [getattr(getattr(r, which), n) for n in names]
+        bars = ax.bar([i + offset for i in x], values, 0.4, label=which)
+        ax.bar_label(bars, fmt="%.2f", padding=2)  # a zero is a value too: print it
     ax.set_xticks(list(x), names)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.1)
     ax.legend()
     ax.set_title("held-out metrics: base vs tuned")
     fig.tight_layout()

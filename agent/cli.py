@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from agent.cli_data import app as data_app
+
 app = typer.Typer(
     name="ftagent",
     help="Plan, prepare data, train, evaluate and serve fine-tuned language models.",
@@ -101,7 +103,7 @@ def start_run(
     from agent.console import EventPrinter
     from agent.runs import RunError, create_run, new_run_id
     from agent.session import drive, initial_state
-    from tools.data import DataError, summarize
+    from tools.data import DataError, PrepareOptions, validate_dataset
     from tools.models import ModelNotFoundError, resolve_model
     from tools.paths import default_runs_dir
     from tools.quiet import quiet_libraries
@@ -111,15 +113,22 @@ def start_run(
     if not goal.strip():
         raise _fail("--goal must say what the model should do")
     try:  # bad input fails here, before any run folder exists
-        usable, _, _ = summarize(data)
-        resolved = resolve_model(model)
-    except (DataError, ModelNotFoundError) as exc:
+        report = validate_dataset(data, PrepareOptions(near_dup_threshold=None))
+    except DataError as exc:
         raise _fail(str(exc)) from None
-    if usable < MIN_EXAMPLES:
-        raise _fail(
-            f"{data}: only {usable} usable examples after validation (empty fields, bad roles "
-            f"and duplicates are dropped); at least {MIN_EXAMPLES} are needed"
+    if report.kept < MIN_EXAMPLES:
+        problems = "\n".join(
+            f"  {c.name}: {c.count} ({'; '.join(c.examples)})" for c in report.errors
         )
+        raise _fail(
+            f"{data}: only {report.kept} usable examples after validation; at least "
+            f"{MIN_EXAMPLES} are needed. Problems found:\n{problems}\n"
+            f"See everything with: ftagent data validate {data}"
+        )
+    try:
+        resolved = resolve_model(model)
+    except ModelNotFoundError as exc:
+        raise _fail(str(exc)) from None
     run_id = new_run_id()
     target = run_dir or default_runs_dir() / run_id
     inputs = {
@@ -236,6 +245,9 @@ def demo(
 
 def main() -> None:
     app()
+
+
+app.add_typer(data_app, name="data")
 
 
 if __name__ == "__main__":

@@ -193,7 +193,9 @@ def lineage_of(values: dict) -> dict:
         "data": {
             "path": report.get("source"),
             "sha256": report.get("sha256"),
+            "schema": report.get("schema_detail"),
             "splits": report.get("splits"),
+            "split_sha256": report.get("split_sha256"),
         },
         "base_model": {
             "name": plan.get("model"),

@@ -27,11 +27,23 @@ def test_bad_input_names_file_and_line_and_leaves_no_run(tmp_path):
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c", \n', encoding="utf-8")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
-    cases = [(tmp_path / "missing.jsonl", "file not found"), (bad, f"{bad}:2:"), (empty, "empty")]
+    junk = write_jsonl(
+        tmp_path / "junk.jsonl",
+        [
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "bot", "content": "a"}]}
+            for i in range(20)
+        ],
+    )
+    cases = [
+        (tmp_path / "missing.jsonl", "file not found"),
+        (bad, "line 2: malformed JSON"),
+        (empty, "empty"),
+        (junk, "only 0 usable examples"),
+    ]
     for path, message in cases:
         r = ftagent("run", "--goal", "g", "--data", str(path), "--run-dir", str(runs / "x"))
         assert r.returncode == 2, r.stderr
-        assert message in r.stderr
+        assert message in r.stderr and str(path) in r.stderr
         assert "Traceback" not in r.stderr
     assert not runs.exists()
 

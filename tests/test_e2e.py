@@ -75,6 +75,7 @@ def test_run_end_to_end_on_smollm2(tmp_path, bundled_model, small_data):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done"
     assert len(manifest["data"]["sha256"]) == 64
+    assert set(manifest["data"]["split_sha256"]) == {"train", "val", "test"}
     assert manifest["base_model"]["name"] == "smollm2-135m-instruct"
     assert manifest["packages"]["trl"] and manifest["config"]["method"] == "lora"
     tuned, base = manifest["metrics"]["tuned"], manifest["metrics"]["base"]

@@ -1,24 +1,29 @@
-"""data_prep: validate, clean and split the data; the dataset gate."""
+"""data_prep: validate, fix on a copy and split the data; the dataset gate."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from agent.gates import GATES, GateRequest
-from tools.data import prepare_dataset
+from tools.data import PrepareOptions, prepare_dataset
+from tools.train_config import TrainConfig
 
 MIN_TRAIN = 8
 
 
 def data_prep(state: dict) -> dict:
-    report = prepare_dataset(state["data_path"], Path(state["run_dir"]) / "data")
+    opts = PrepareOptions(
+        model=state["plan"]["model_path"],
+        max_length=TrainConfig.model_fields["max_length"].default,
+    )
+    report = prepare_dataset(state["data_path"], Path(state["run_dir"]) / "data", opts)
     return {
         "data_report": report.model_dump(),
         "history": [
             {
                 "node": "data_prep",
-                "kept": report.validation.kept,
-                "dropped": report.validation.total - report.validation.kept,
+                "kept": report.kept,
+                "dropped": report.examples_converted - report.kept,
             }
         ],
     }
@@ -26,22 +31,36 @@ def data_prep(state: dict) -> dict:
 
 def dataset_request(state: dict) -> GateRequest:
     r = state["data_report"]
-    v = r["validation"]
-    problems = [f"{c['name']}: {c['count']}" for c in v["checks"] if c["count"]]
+    found = [f"{c['name']} ({c['severity']}): {c['count']}" for c in r["checks"] if c["count"]]
+    errors = [c["name"] for c in r["checks"] if c["count"] and c["severity"] == "error"]
     splits = ", ".join(f"{k} {n}" for k, n in r["splits"].items())
+    preview = r["preview"][0] if r.get("preview") else None
+    learn = (
+        (
+            f" The model learns {preview['loss_tokens']} of {preview['total_tokens']} tokens "
+            f"of the first example: {preview['loss']!r}."
+        )
+        if preview
+        else ""
+    )
+    decide = f" Needs your decision: {', '.join(errors)}." if errors else ""
     return GateRequest(
         gate="dataset",
         title=GATES["dataset"],
         question="Train on this data?",
-        passed=r["splits"].get("train", 0) >= MIN_TRAIN,
+        passed=not errors and r["splits"].get("train", 0) >= MIN_TRAIN,
         summary=(
-            f"{v['total']} examples read, {v['kept']} kept ({splits}); "
-            f"task: {r['task_type']}. Problems: {', '.join(problems) or 'none'}. "
+            f"{r['rows_read']} rows read as {r['schema_detail']}; {r['kept']} examples kept "
+            f"({splits}); task: {r['task_type']}. Found: {', '.join(found) or 'nothing'}."
+            + decide
+            + learn
+            + " "
             + " ".join(r["warnings"])
         ).strip(),
         evidence={
             "report": str(Path(state["run_dir"]) / "data" / "report.md"),
             "splits": r["splits"],
-            "problems": problems,
+            "errors": errors,
+            "found": found,
         },
     )

@@ -1,6 +1,19 @@
-"""Dataset loading, validation and splitting (no agent, no UI)."""
+"""Dataset reading, schema detection, validation, fixing and splitting (no agent, no UI)."""
 
-from tools.data.load import DataError, load_examples
-from tools.data.prepare import prepare_dataset, summarize
+from tools.data.prepare import (
+    DataError,
+    PrepareOptions,
+    prepare_dataset,
+    summarize,
+    validate_dataset,
+)
+from tools.data.report import DataReport
 
-__all__ = ["DataError", "load_examples", "prepare_dataset", "summarize"]
+__all__ = [
+    "DataError",
+    "DataReport",
+    "PrepareOptions",
+    "prepare_dataset",
+    "summarize",
+    "validate_dataset",
+]

@@ -36,13 +36,23 @@ def split_prompt_answer(tokenizer, messages: list[dict]) -> tuple[list[int], lis
     return prompt, full
 
 
+def conversation(example: dict) -> list[dict]:
+    return example["messages"] if "messages" in example else example["prompt"] + example["chosen"]
+
+
 def measure(tokenizer, examples: list[dict]) -> list[Lengths]:
-    out = []
-    for ex in examples:
-        msgs = ex["messages"] if "messages" in ex else ex["prompt"] + ex["chosen"]
-        prompt, full = split_prompt_answer(tokenizer, msgs)
-        out.append(Lengths(prompt=len(prompt), total=len(full)))
-    return out
+    """Token lengths of many examples at once: the template renders text in Python, the
+    fast tokenizer then encodes the whole batch in Rust."""
+    if not examples:
+        return []
+    convs = [conversation(ex) for ex in examples]
+    full_text = tokenizer.apply_chat_template(convs, tokenize=False)
+    prompt_text = tokenizer.apply_chat_template(
+        [c[:-1] for c in convs], tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer(full_text, add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    return [Lengths(prompt=len(p), total=len(f)) for p, f in zip(prompt, full, strict=True)]
 
 
 def percentile_table(lengths: list[int]) -> dict[str, int]:
@@ -62,8 +72,7 @@ def histogram(lengths: list[int], bins: int = 10) -> list[tuple[int, int, int]]:
 
 def loss_preview(tokenizer, example: dict, max_length: int) -> dict:
     """The example as the model will see it, split at the first loss-carrying token."""
-    msgs = example["messages"] if "messages" in example else example["prompt"] + example["chosen"]
-    prompt, full = split_prompt_answer(tokenizer, msgs)
+    prompt, full = split_prompt_answer(tokenizer, conversation(example))
     is_prefix = full[: len(prompt)] == prompt
     kept = full[:max_length]
     loss_ids = kept[len(prompt) :] if is_prefix else []

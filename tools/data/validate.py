@@ -20,6 +20,7 @@ from tools.data.prepare import (
 from tools.data.report import DataReport, Tally
 
 NEARDUP_WORKERS = 2
+TOKEN_BATCH = 512
 
 
 class _LabelWatch:
@@ -65,6 +66,16 @@ def validate_stream(spec, opts: PrepareOptions, tokenizer=None) -> DataReport:
     lengths = array("I")
     prompt_lengths = array("I")
     preview_items = []
+    pending: list[dict] = []
+
+    def flush() -> None:
+        from tools.data.tokens import measure
+
+        for ln in measure(tokenizer, pending):
+            lengths.append(ln.total)
+            prompt_lengths.append(ln.prompt)
+        pending.clear()
+
     for item in iter_checked(records(), schema, single, reject, tally, stats):
         fp = int.from_bytes(fingerprint(item.example)[:8], "little")
         if fp in seen:
@@ -77,13 +88,12 @@ def validate_stream(spec, opts: PrepareOptions, tokenizer=None) -> DataReport:
         if schema.kind != "prompts" and schema.kind != "preference":
             labels.add(C.answer_text(item.example).strip())
         if tokenizer is not None and schema.kind != "prompts":
-            from tools.data.tokens import measure
-
-            (ln,) = measure(tokenizer, [item.example])
-            lengths.append(ln.total)
-            prompt_lengths.append(ln.prompt)
+            pending.append(item.example)
+            if len(pending) >= TOKEN_BATCH:
+                flush()
             if len(preview_items) < opts.preview:
                 preview_items.append(item.example)
+    flush()
     del seen
     kept = len(refs)
     near_dup_rows = set()

@@ -139,6 +139,8 @@ def child(args) -> None:
     else:
         res = baseline(args.path, args.baseline_neardup_rows)
     res["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # worker processes (first pass, MinHash signatures): the largest one's peak
+    res["worker_maxrss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(res))
 
 
@@ -202,6 +204,7 @@ def main() -> None:
     print(
         f"near-dup alone: {full['seconds'] - checks['seconds']:.1f} s (target < 120 s at 1M rows)"
     )
+    print(f"largest worker process peak RSS: {full['worker_maxrss_mb']:,.0f} MB")
     print(f"found by ftagent: {full['found']}")
     print(f"found by baseline: {base['found']}")
 

@@ -120,8 +120,12 @@ def open_records(spec, opts: PrepareOptions):
     return schema, votes, files, lambda: read_records(files)
 
 
-def iter_checked(records, schema, single: bool, reject, tally: Tally, stats: dict):
-    """Convert records and run the row checks; yield the examples that pass."""
+def iter_checked(
+    records, schema, single: bool, reject, tally: Tally, stats: dict, light: bool = False
+):
+    """Convert records and run the row checks; yield the examples that pass. `light`
+    skips the checks that never drop a row (text findings), for a second pass that only
+    needs the same rows again."""
     for rec in records:
         stats["rows"] += 1
         ref = _ref(rec.source, rec.row, single)
@@ -144,6 +148,9 @@ def iter_checked(records, schema, single: bool, reject, tally: Tally, stats: dic
                 problem = None
             if problem:
                 reject(ref, problem.check, f"{problem.field} {problem.detail}".strip(), rec.data)
+                continue
+            if light:
+                yield Item(ref, ex, rec.data, None)
                 continue
             for f in C.text_findings(ex):
                 tally.add(f.check, f"{ref}: {f.field}" + (f" ({f.detail})" if f.detail else ""))

@@ -105,26 +105,59 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT] + "..."
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
-    src = str(path)
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
+def parse_jsonl_lines(src: str, lines, first_line: int = 1) -> Iterator[Record]:
+    """Records from raw JSONL lines (bytes), numbered from `first_line`."""
+    for lineno, raw in enumerate(lines, start=first_line):
+        raw = raw.rstrip(b"\r\n")  # positions in errors then point into the line itself
+        if not raw.strip():
+            continue
+        try:
+            row = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             try:
-                row = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError as uexc:
-                    yield Record(src, lineno, None, f"invalid UTF-8 at byte {uexc.start}")
-                    continue
-                yield Record(src, lineno, None, f"malformed JSON: {_short(str(exc))}")
+                raw.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                yield Record(src, lineno, None, f"invalid UTF-8 at byte {uexc.start}")
                 continue
-            if not isinstance(row, dict):
-                yield Record(src, lineno, None, f"expected a JSON object, got {type(row).__name__}")
-                continue
-            yield Record(src, lineno, row)
+            yield Record(src, lineno, None, f"malformed JSON: {_short(str(exc))}")
+            continue
+        if not isinstance(row, dict):
+            yield Record(src, lineno, None, f"expected a JSON object, got {type(row).__name__}")
+            continue
+        yield Record(src, lineno, row)
+
+
+def read_jsonl(path: Path) -> Iterator[Record]:
+    with open(path, "rb") as fh:
+        yield from parse_jsonl_lines(str(path), fh)
+
+
+def read_jsonl_range(path: str, start: int, end: int, first_line: int) -> Iterator[Record]:
+    """The lines of bytes [start, end) of a JSONL file, `start` and `end` at line starts."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    lines = data.split(b"\n")  # exactly what iterating the file yields, nothing more
+    if lines and not lines[-1]:
+        lines.pop()
+    yield from parse_jsonl_lines(path, lines, first_line)
+
+
+def jsonl_ranges(path: Path, target_bytes: int) -> list[tuple[str, int, int, int]]:
+    """(path, start, end, first line) pieces of about `target_bytes`, cut at line ends."""
+    size, out, pos, line = path.stat().st_size, [], 0, 1
+    with open(path, "rb") as fh:
+        while pos < size:
+            end = min(size, pos + target_bytes)
+            if end < size:
+                fh.seek(end)
+                end += len(fh.readline())
+            fh.seek(pos)
+            newlines = fh.read(end - pos).count(b"\n")
+            out.append((str(path), pos, end, line))
+            line += newlines
+            pos = end
+    return out
 
 
 def read_json(path: Path) -> Iterator[Record]:

@@ -65,6 +65,13 @@ class Tally:
         if len(ex) < MAX_EXAMPLES:
             ex.append(where)
 
+    def merge(self, counts: dict[str, int], examples: dict[str, list[str]]) -> None:
+        """Add another tally's findings; parts arrive in input order."""
+        for check, n in counts.items():
+            self.counts[check] = self.counts.get(check, 0) + n
+            mine = self.examples.setdefault(check, [])
+            mine += examples.get(check, [])[: MAX_EXAMPLES - len(mine)]
+
     def results(self) -> list[CheckResult]:
         return [
             CheckResult(

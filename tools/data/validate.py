@@ -4,8 +4,11 @@ MinHash index in memory, never the rows themselves."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from array import array
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 from tools.data import checks as C
 from tools.data.prepare import (
@@ -17,9 +20,13 @@ from tools.data.prepare import (
     iter_checked,
     open_records,
 )
+from tools.data.readers import file_kind, jsonl_ranges, read_jsonl_range
 from tools.data.report import DataReport, Tally
+from tools.data.tokens import measure
 
 NEARDUP_WORKERS = 2
+WORKERS = 2  # processes for the first pass over big JSONL inputs
+PARALLEL_MIN_BYTES = 8 << 20  # below this, starting processes costs more than it saves
 TOKEN_BATCH = 512
 
 
@@ -30,12 +37,11 @@ class _LabelWatch:
     def __init__(self) -> None:
         self.counts: Counter | None = Counter()
 
-    def add(self, answer: str) -> None:
+    def add(self, answer: str | None) -> None:
+        """`answer` is None when it is too long to be a label."""
         if self.counts is None:
             return
-        if len(answer.split()) > MAX_LABEL_WORDS or (
-            answer not in self.counts and len(self.counts) >= MAX_LABELS
-        ):
+        if answer is None or (answer not in self.counts and len(self.counts) >= MAX_LABELS):
             self.counts = None
             return
         self.counts[answer] += 1
@@ -49,58 +55,118 @@ class _LabelWatch:
         return "generation", [], Counter()
 
 
-def validate_stream(spec, opts: PrepareOptions, tokenizer=None) -> DataReport:
-    schema, votes, files, records = open_records(spec, opts)
-    single = len(files) == 1
-    tally, stats = Tally(), {"rows": 0, "converted": 0}
-    dropped = [0]
+@dataclass
+class PartResult:
+    """What one piece of the input contributes; small enough to send between processes."""
+
+    counts: dict[str, int]
+    examples: dict[str, list[str]]
+    stats: dict[str, int]
+    dropped: int
+    items: list[tuple[str, int, str | None]]  # (ref, 64-bit fingerprint, short answer)
+    lengths: list[tuple[int, int]]  # (prompt, total) tokens, aligned with items
+    preview: list[dict]
+
+
+def scan_part(records, schema, single: bool, tokenizer, n_preview: int) -> PartResult:
+    """Pass one over some records: row checks, fingerprints, answers, token lengths."""
+    tally, stats, dropped = Tally(), {"rows": 0, "converted": 0}, [0]
 
     def reject(ref, check, detail, raw):
         tally.add(check, f"{ref}{': ' + detail if detail else ''}")
         dropped[0] += 1
 
+    items, lengths, preview, pending = [], [], [], []
+    want_tokens = tokenizer is not None and schema.kind != "prompts"
+    for item in iter_checked(records, schema, single, reject, tally, stats):
+        fp = int.from_bytes(fingerprint(item.example)[:8], "little")
+        answer = None
+        if schema.kind not in ("prompts", "preference"):
+            text = C.answer_text(item.example).strip()
+            answer = text if len(text.split()) <= MAX_LABEL_WORDS else None
+        items.append((item.ref, fp, answer))
+        if want_tokens:
+            pending.append(item.example)
+            if len(preview) < n_preview:
+                preview.append(item.example)
+            if len(pending) >= TOKEN_BATCH:
+                lengths += [(ln.prompt, ln.total) for ln in measure(tokenizer, pending)]
+                pending.clear()
+    if pending:
+        lengths += [(ln.prompt, ln.total) for ln in measure(tokenizer, pending)]
+    return PartResult(tally.counts, tally.examples, stats, dropped[0], items, lengths, preview)
+
+
+def _scan_range(job) -> PartResult:
+    """Worker: one byte range of a JSONL file."""
+    (path, start, end, first_line), schema, single, model, n_preview = job
+    tokenizer = None
+    if model:
+        from tools.data.tokens import load_tokenizer
+
+        tokenizer = load_tokenizer(model)
+    records = read_jsonl_range(path, start, end, first_line)
+    return scan_part(records, schema, single, tokenizer, n_preview)
+
+
+def pass_one(files, records, schema, opts: PrepareOptions, tokenizer, workers: int):
+    """PartResults in input order: JSONL inputs big enough are cut into byte ranges and
+    scanned by `workers` processes; anything else is scanned here."""
+    single = len(files) == 1
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    if workers < 2 or total < PARALLEL_MIN_BYTES or any(file_kind(f) != "jsonl" for f in files):
+        yield scan_part(records(), schema, single, tokenizer, opts.preview)
+        return
+    target = max(PARALLEL_MIN_BYTES // 4, total // (workers * 4))
+    ranges = [r for f in files for r in jsonl_ranges(f, target)]
+    jobs = [
+        (r, schema, single, opts.model, opts.preview if i == 0 else 0) for i, r in enumerate(ranges)
+    ]
+    ctx = mp.get_context("spawn")  # no fork of a process that may hold torch threads
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        yield from pool.map(_scan_range, jobs)
+
+
+def validate_stream(
+    spec, opts: PrepareOptions, tokenizer=None, workers: int = WORKERS
+) -> DataReport:
+    schema, votes, files, records = open_records(spec, opts)
+    single = len(files) == 1
+    tally, stats = Tally(), {"rows": 0, "converted": 0}
+    dropped = 0
     seen: dict[int, int] = {}  # 64-bit fingerprint -> position of the first copy
-    refs: list[str] = []  # only for rows kept after exact dedup (for near-dup messages)
+    refs: list[str] = []  # rows kept after exact dedup (for near-dup messages)
     keep_mask = bytearray()  # per passing row: kept after exact dedup?
     labels = _LabelWatch()
-    lengths = array("I")
-    prompt_lengths = array("I")
-    preview_items = []
-    pending: list[dict] = []
-
-    def flush() -> None:
-        from tools.data.tokens import measure
-
-        for ln in measure(tokenizer, pending):
-            lengths.append(ln.total)
-            prompt_lengths.append(ln.prompt)
-        pending.clear()
-
-    for item in iter_checked(records(), schema, single, reject, tally, stats):
-        fp = int.from_bytes(fingerprint(item.example)[:8], "little")
-        if fp in seen:
-            reject(item.ref, "exact_duplicate", f"same as {refs[seen[fp]]}", None)
-            keep_mask.append(0)
-            continue
-        seen[fp] = len(refs)
-        refs.append(item.ref)
-        keep_mask.append(1)
-        if schema.kind != "prompts" and schema.kind != "preference":
-            labels.add(C.answer_text(item.example).strip())
-        if tokenizer is not None and schema.kind != "prompts":
-            pending.append(item.example)
-            if len(pending) >= TOKEN_BATCH:
-                flush()
-            if len(preview_items) < opts.preview:
-                preview_items.append(item.example)
-    flush()
+    lengths, prompt_lengths = array("I"), array("I")
+    preview_items: list[dict] = []
+    for part in pass_one(files, records, schema, opts, tokenizer, workers):
+        tally.merge(part.counts, part.examples)
+        for key, value in part.stats.items():
+            stats[key] += value
+        dropped += part.dropped
+        preview_items += part.preview[: opts.preview - len(preview_items)]
+        for i, (ref, fp, answer) in enumerate(part.items):
+            if fp in seen:
+                tally.add("exact_duplicate", f"{ref}: same as {refs[seen[fp]]}")
+                dropped += 1
+                keep_mask.append(0)
+                continue
+            seen[fp] = len(refs)
+            refs.append(ref)
+            keep_mask.append(1)
+            if schema.kind not in ("prompts", "preference"):
+                labels.add(answer)
+            if part.lengths:
+                prompt_lengths.append(part.lengths[i][0])
+                lengths.append(part.lengths[i][1])
     del seen
     kept = len(refs)
-    near_dup_rows = set()
+    near_dup_rows: set[int] = set()
     if opts.near_dup_threshold and kept:
         near_dup_rows = _near_duplicates(records, schema, single, keep_mask, refs, opts, tally)
         kept -= len(near_dup_rows)
-        dropped[0] += len(near_dup_rows)
+        dropped += len(near_dup_rows)
     extra = {}
     if tokenizer is not None and lengths:
         extra = _length_checks(
@@ -120,7 +186,7 @@ def validate_stream(spec, opts: PrepareOptions, tokenizer=None) -> DataReport:
         task_type,
         label_list,
         label_counts,
-        dropped[0],
+        dropped,
         opts,
         tokenizer is not None,
         extra,
@@ -133,7 +199,7 @@ def _near_duplicates(records, schema, single, keep_mask, refs, opts, tally) -> s
 
     quiet = Tally()
     stats = {"rows": 0, "converted": 0}
-    items = iter_checked(records(), schema, single, lambda *a: None, quiet, stats)
+    items = iter_checked(records(), schema, single, lambda *a: None, quiet, stats, light=True)
     texts = (
         C.full_text(item.example) for item, keep in zip(items, keep_mask, strict=False) if keep
     )

@@ -289,3 +289,21 @@ def test_token_lengths_and_loss_preview(tmp_path, bundled_model):
     assert p["template_prefix_ok"] and p["loss"].startswith("It is 0.")
     assert "what is 0 plus 0?" in p["prompt"] and "It is" not in p["prompt"]
     assert "▶It is 0." in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_parallel_first_pass_gives_the_same_report(tmp_path, monkeypatch):
+    from tools.data import validate
+
+    lines = DEMO_DATA.read_text().splitlines()
+    text = "\n".join(lines + lines[:40] + ['{"messages": ['] + lines[::7]) + "\n"
+    path = tmp_path / "big.jsonl"
+    path.write_text(text)
+    opts = PrepareOptions(near_dup_threshold=0.85)
+    one = validate.validate_stream(path, opts, workers=1)
+    monkeypatch.setattr(validate, "PARALLEL_MIN_BYTES", 4096)  # cut this small file in pieces
+    two = validate.validate_stream(path, opts, workers=2)
+    assert one.model_dump() == two.model_dump()
+    found = counts(two)
+    assert found["exact_duplicate"] == 40 + len(lines[::7]) and found["unparsable"] == 1
+    bad = next(c for c in two.checks if c.name == "unparsable")
+    assert bad.examples[0].startswith(f"line {len(lines) + 41}: malformed JSON")

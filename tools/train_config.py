@@ -127,9 +127,11 @@ def default_config(
     learning rate; each retry after missed targets trains longer."""
     epochs = 3.0 if n_train < 100 else 2.0 if n_train < 2000 else 1.0
     epochs *= 1 + 0.5 * (attempt - 1)
-    lr = 1e-3 if params < 5e8 else 2e-4 if method != "full" else 2e-5
+    small = params < 5e8  # small models take (and need) a higher learning rate
     if method == "full":
-        lr = min(lr, 5e-5)
+        lr = 5e-5 if small else 2e-5
+    else:
+        lr = 1e-3 if small else 2e-4
     batch = 8
     steps_per_epoch = max(1, -(-n_train // batch))
     return TrainConfig(

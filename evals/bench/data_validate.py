@@ -27,11 +27,15 @@ sys.path.insert(0, str(ROOT))
 
 def generate(path: Path, rows: int, seed: int = 7) -> None:
     """Chat rows of 10-60 + 20-120 words, with ~2% exact copies, ~3% near copies (one
-    word changed) and ~0.1% malformed lines."""
+    word changed) and ~0.1% malformed lines. Deterministic for a given seed."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    vocab = np.array([f"w{i}" for i in range(5000)])
+    # 5,000 made-up lowercase words of 2-10 letters, plus 1% numbers (amounts, years):
+    # text shaped like prose, since the PII and encoding pre-scans cost more on digits.
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = ["".join(rng.choice(letters, int(rng.integers(2, 11)))) for _ in range(4950)]
+    vocab = np.array(words + [str(int(x)) for x in rng.integers(1, 3000, 50)])
     sys_msg = {"role": "system", "content": "You are a helpful assistant."}
     recent: list[str] = []
     with open(path, "w", encoding="utf-8") as fh:

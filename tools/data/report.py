@@ -90,7 +90,7 @@ def to_markdown(r: DataReport) -> str:
         f"# Dataset report: `{r.source}`",
         "",
         f"- sha256: `{r.sha256}`",
-        f"- schema: **{r.schema_detail}**"
+        f"- schema: **{r.schema_name}**"
         + (f" (columns: {_mapping(r)})" if r.column_mapping else ""),
         f"- rows read: {r.rows_read}; examples: {r.examples_converted}; kept: **{r.kept}**",
         f"- task type: **{r.task_type}**" + (f", {len(r.labels)} labels" if r.labels else ""),

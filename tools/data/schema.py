@@ -198,7 +198,7 @@ def _messages(items, key: str, role_of) -> list[dict]:
     for i, m in enumerate(items):
         if not isinstance(m, dict):
             raise RowError(f"{key}[{i}]", f"expected an object, got {type(m).__name__}")
-        role, content = role_of(m, f"{key}[{i}]")
+        role, content = role_of(m, key, i)
         if content is None:
             content = ""
         if not isinstance(content, str):
@@ -210,23 +210,26 @@ def _messages(items, key: str, role_of) -> list[dict]:
     return out
 
 
-def _chat_role(m: dict, where: str):
-    if "role" not in m:
-        raise RowError(f"{where}.role", "missing")
-    return str(m["role"]), m.get("content")
+# role_of(message, key, index): the error location is only formatted when there is one,
+# since this runs for every message of every row.
+def _chat_role(m: dict, key: str, i: int):
+    role = m.get("role")
+    if role is None:
+        raise RowError(f"{key}[{i}].role", "missing")
+    return role if type(role) is str else str(role), m.get("content")
 
 
-def _sharegpt_role(m: dict, where: str):
+def _sharegpt_role(m: dict, key: str, i: int):
     who = str(m.get("from", "")).lower()
     if who not in SHAREGPT_ROLES:
-        raise RowError(f"{where}.from", f"unknown speaker {m.get('from')!r}")
+        raise RowError(f"{key}[{i}].from", f"unknown speaker {m.get('from')!r}")
     return SHAREGPT_ROLES[who], m.get("value")
 
 
-def _speaker_role(m: dict, where: str):
+def _speaker_role(m: dict, key: str, i: int):
     who = str(m.get("speaker", "")).upper()
     if who not in SPEAKER_ROLES:
-        raise RowError(f"{where}.speaker", f"unknown speaker {m.get('speaker')!r}")
+        raise RowError(f"{key}[{i}].speaker", f"unknown speaker {m.get('speaker')!r}")
     return SPEAKER_ROLES[who], m.get("utterance")
 
 

@@ -377,7 +377,7 @@ def finish_report(
         warnings.append(f"{dropped} rows were dropped; see rejected.jsonl")
     return DataReport(
         source=", ".join(str(p) for p in expand_paths(spec)),
-        sha256=files_sha256(spec),
+        sha256=info.get("sha256") or files_sha256(spec),
         schema_name=schema.name,
         schema_detail=schema.describe(),
         kind=schema.kind,

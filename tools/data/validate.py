@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from array import array
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tools.data import checks as C
@@ -15,6 +15,7 @@ from tools.data.prepare import (
     MAX_LABEL_WORDS,
     MAX_LABELS,
     PrepareOptions,
+    files_sha256,
     fingerprint,
     finish_report,
     iter_checked,
@@ -131,6 +132,9 @@ def validate_stream(
     spec, opts: PrepareOptions, tokenizer=None, workers: int = WORKERS
 ) -> DataReport:
     schema, votes, files, records = open_records(spec, opts)
+    # Hashing a big file takes seconds; hashlib releases the GIL, so it overlaps the scan.
+    hasher = ThreadPoolExecutor(1)
+    digest = hasher.submit(files_sha256, files)
     single = len(files) == 1
     tally, stats = Tally(), {"rows": 0, "converted": 0}
     dropped = 0
@@ -177,7 +181,8 @@ def validate_stream(
         tally.counts["prompt_only"] = kept
         tally.examples["prompt_only"] = refs[:5]
     task_type, label_list, label_counts = labels.task(schema.kind, kept)
-    info = {"schema": schema, "votes": votes, **stats}
+    info = {"schema": schema, "votes": votes, "sha256": digest.result(), **stats}
+    hasher.shutdown()
     return finish_report(
         spec,
         info,

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tools.atomic import write_json, write_text
+from tools.data.tokens import split_prompt_answer
 
 # Phrases that open a refusal; matched case-insensitively anywhere in the first 200
 # characters of an answer. Deliberately simple: it is a probe, documented as such.
@@ -109,10 +110,8 @@ def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> 
     for i in range(0, len(rows), batch_size):
         seqs, starts = [], []
         for row in rows[i : i + batch_size]:
-            prompt = tokenizer.apply_chat_template(row["messages"][:-1], add_generation_prompt=True)
-            full = tokenizer.apply_chat_template(row["messages"])
-            prompt_ids = _ids(prompt)
-            seqs.append(_ids(full))
+            prompt_ids, full_ids = split_prompt_answer(tokenizer, row["messages"])
+            seqs.append(full_ids)
             starts.append(len(prompt_ids))
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -134,12 +133,6 @@ def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> 
         total += nll.item()
         count += int((shift_labels != -100).sum())
     return total / max(count, 1)
-
-
-def _ids(encoded) -> list[int]:
-    return list(
-        encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
-    )
 
 
 def generate(

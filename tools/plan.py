@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from tools.estimate import Shape, shape_from_config
 from tools.hardware import Hardware
 
 BYTES = {"fp32": 4, "bf16": 2, "nf4": 0.55}  # nf4 incl. quantisation constants
@@ -22,6 +23,7 @@ class ModelFacts(BaseModel):
     num_layers: int
     max_context: int
     architecture: str
+    shape: Shape | None = None
 
 
 class Targets(BaseModel):
@@ -45,24 +47,16 @@ class Plan(BaseModel):
 
 
 def model_facts(model_dir: str | Path) -> ModelFacts:
-    """Parameter count from config.json alone (no weights loaded)."""
+    """Parameter count and shape from config.json alone (no weights loaded)."""
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    h, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
-    inter = cfg.get("intermediate_size", 4 * h)
-    heads, kv = (
-        cfg.get("num_attention_heads", 1),
-        cfg.get("num_key_value_heads") or cfg.get("num_attention_heads", 1),
-    )
-    head_dim = cfg.get("head_dim") or h // heads
-    attn = h * heads * head_dim * 2 + h * kv * head_dim * 2
-    mlp = 3 * h * inter
-    emb = vocab * h * (1 if cfg.get("tie_word_embeddings") else 2)
+    shape = shape_from_config(cfg)
     return ModelFacts(
-        params=layers * (attn + mlp + 2 * h) + emb + h,
-        hidden_size=h,
-        num_layers=layers,
+        params=shape.params,
+        hidden_size=shape.hidden_size,
+        num_layers=shape.num_layers,
         max_context=cfg.get("max_position_embeddings", 2048),
         architecture=(cfg.get("architectures") or ["?"])[0],
+        shape=shape,
     )
 
 

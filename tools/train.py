@@ -88,7 +88,12 @@ def _metrics_callback(path: Path):
             self._write({"event": "begin", "max_steps": state.max_steps, "step": state.global_step})
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            row = {"event": "log", "step": state.global_step, "max_steps": state.max_steps}
+            row = {
+                "event": "log",
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+                **peak_memory_mb(),
+            }
             row.update({k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))})
             self._write(row)
 
@@ -98,6 +103,19 @@ def _metrics_callback(path: Path):
                 fh.write(json.dumps(row) + "\n")
 
     return MetricsWriter()
+
+
+def peak_memory_mb() -> dict:
+    """Peak memory so far: process RSS (what a CPU run needs) and, on CUDA, the
+    allocator's peak (what a GPU run needs)."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def read_metrics(output_dir: str | Path) -> list[dict]:

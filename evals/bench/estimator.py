@@ -1,0 +1,115 @@
+"""The memory estimator against real peak memory of real training runs.
+
+    .venv/bin/python evals/bench/estimator.py [--steps 4]
+
+Runs `python -m tools.train` on the bundled SmolLM2-135M with the demo data for a few
+steps in several set-ups, reads the peak RSS the run logged (CUDA allocator peak on a
+GPU), and prints it next to `tools.estimate.estimate` for the same set-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+SETUPS = [  # (name, overrides of the training config)
+    ("LoRA fp32, batch 8", {"method": "lora", "bf16": False, "batch_size": 8}),
+    ("LoRA bf16, batch 8", {"method": "lora", "bf16": True, "batch_size": 8}),
+    ("LoRA bf16, batch 2", {"method": "lora", "bf16": True, "batch_size": 2}),
+    (
+        "LoRA fp32, batch 16, r 64 all-linear",
+        {
+            "method": "lora",
+            "bf16": False,
+            "batch_size": 16,
+            "lora.r": 64,
+            "lora.target_modules": [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ],
+        },
+    ),
+    (
+        "full bf16, batch 4",
+        {"method": "full", "bf16": True, "batch_size": 4, "learning_rate": 2e-5},
+    ),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args()
+    from tools.data import PrepareOptions, prepare_dataset
+    from tools.estimate import estimate, shape_from_config
+    from tools.models import resolve_model
+    from tools.train_config import apply_overrides, default_config, save_config
+
+    model = resolve_model("smollm2-135m-instruct").path
+    shape = shape_from_config(json.loads((model / "config.json").read_text()))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = prepare_dataset(
+            ROOT / "data/demo/support_intents.jsonl",
+            Path(tmp) / "data",
+            PrepareOptions(model=str(model), near_dup_threshold=None),
+        )
+        seq = data.token_lengths["p90"]  # a padded batch is as long as its longest row
+        for name, overrides in SETUPS:
+            out = Path(tmp) / name.replace(" ", "_").replace(",", "")
+            cfg = default_config(
+                str(model),
+                "lora",
+                data.split_paths["train"],
+                None,
+                str(out),
+                data.splits["train"],
+                shape.params,
+                False,
+            )
+            cfg = apply_overrides(cfg, {**overrides, "max_steps": args.steps, "save_steps": 1000})
+            save_config(cfg, out / "config.yaml")
+            subprocess.run(
+                [sys.executable, "-m", "tools.train", str(out / "config.yaml")],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            peak = max(r.get("cuda_peak_mb", r.get("peak_rss_mb", 0)) for r in logged) / 1024
+            device = "cuda" if any("cuda_peak_mb" in r for r in logged) else "cpu"
+            est = estimate(
+                shape,
+                cfg.method,
+                "bf16" if cfg.bf16 else "fp32",
+                cfg.batch_size,
+                seq,
+                cfg.lora.r,
+                tuple(cfg.lora.target_modules),
+                device=device,
+            )
+            err = (est.total_gb - peak) / peak
+            rows.append((name, peak, est.total_gb, err))
+            print(
+                f"{name:40} measured {peak:6.2f} GB  estimated {est.total_gb:6.2f} GB  "
+                f"error {err:+.0%}",
+                flush=True,
+            )
+    worst = max(abs(r[3]) for r in rows)
+    print(f"\nworst error {worst:.0%} over {len(rows)} set-ups (target within 25%)")
+
+
+if __name__ == "__main__":
+    main()

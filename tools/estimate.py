@@ -1,0 +1,147 @@
+"""Memory and time a training run will need, from the model's shape alone.
+
+Memory (bytes) = runtime + weights + trainable state + activations + logits, where
+- runtime: the process before any tensor (CPU: Python + torch + libraries, ~0.8 GB RSS;
+  CUDA: context and kernels, ~0.5 GB);
+- weights: params x bytes per weight (fp32 4, bf16 2, nf4 ~0.56 with its constants);
+- trainable state: for LoRA the adapter's params x 16 bytes (fp32 value 4 + gradient 4 +
+  AdamW's two moments 8); for full fine-tuning all params x 3 x the weight bytes
+  (gradient + two moments in the weights' dtype; the values are the weights);
+- activations kept for backward, per token and layer: bytes x (14 h + 4 i) without
+  gradient checkpointing (inputs of the attention and MLP projections, norms, residuals,
+  the MLP's gate/up products; attention scores are not kept with SDPA), or bytes x h per
+  layer plus one layer's worth with checkpointing; times batch x seq tokens;
+- logits: batch x seq x vocab x 4 bytes x 3 (fp32 logits, softmax, their gradient).
+
+Time: FLOPs = 6 N tokens for full fine-tuning, ~4 N tokens for LoRA (no weight
+gradients for the frozen base), over a device rate (measured or known).
+The error against real runs is measured by `evals/bench/estimator.py` and in the docs.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+GB = 2**30
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "nf4": 0.5625}
+RUNTIME_BYTES = {"cpu": 0.8 * GB, "cuda": 0.5 * GB}
+# Sustained training FLOP/s when nothing was measured: 2-core CPU fp32/bf16 (see
+# shared/bench reference figures), and dense bf16 on common GPUs at ~40% utilisation.
+DEVICE_FLOPS = {
+    "cpu-fp32": 1.1e11,
+    "cpu-bf16": 1.6e11,
+    "A100": 1.25e14,
+    "H100": 3.0e14,
+    "L4": 4.8e13,
+    "T4": 2.6e13,
+    "RTX 4090": 6.6e13,
+    "gpu": 5.0e13,
+}
+
+
+class Shape(BaseModel):
+    params: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    vocab_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+
+class Estimate(BaseModel):
+    total_gb: float
+    parts_gb: dict[str, float]
+    trainable_params: int
+    tokens_per_step: int
+    flops_per_step: float
+    seconds_per_step: float | None = None
+
+
+def lora_params(shape: Shape, r: int, targets: list[str]) -> int:
+    """Adapter parameters: r x (in + out) per targeted projection per layer."""
+    h, i = shape.hidden_size, shape.intermediate_size
+    q_out, kv_out = shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
+    dims = {
+        "q_proj": (h, q_out),
+        "k_proj": (h, kv_out),
+        "v_proj": (h, kv_out),
+        "o_proj": (q_out, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
+    per_layer = sum(r * (a + b) for name, (a, b) in dims.items() if name in targets)
+    return per_layer * shape.num_layers
+
+
+def estimate(
+    shape: Shape,
+    method: str = "lora",
+    precision: str = "fp32",
+    batch: int = 8,
+    seq: int = 512,
+    lora_r: int = 16,
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    gradient_checkpointing: bool = False,
+    device: str = "cpu",
+    device_flops: float | None = None,
+) -> Estimate:
+    act_bytes = 2.0 if precision in ("bf16", "fp16") else 4.0
+    weight_kind = "nf4" if method == "qlora" else precision
+    weights = shape.params * WEIGHT_BYTES[weight_kind]
+    trainable = shape.params if method == "full" else lora_params(shape, lora_r, list(lora_targets))
+    # Full: weights are already counted; gradient + AdamW's two moments in the weights'
+    # dtype. LoRA: PEFT keeps adapters in fp32: value + gradient + two moments.
+    state = trainable * (3 * WEIGHT_BYTES[precision] if method == "full" else 16.0)
+    tokens = batch * seq
+    h, i = shape.hidden_size, shape.intermediate_size
+    per_layer_token = act_bytes * (14 * h + 4 * i)
+    if gradient_checkpointing:
+        activations = tokens * (act_bytes * h * shape.num_layers + per_layer_token)
+    else:
+        activations = tokens * per_layer_token * shape.num_layers
+    logits = tokens * shape.vocab_size * 4.0 * 3
+    runtime = RUNTIME_BYTES["cuda" if device != "cpu" else "cpu"]
+    parts = {
+        "runtime": runtime,
+        "weights": weights,
+        "trainable_state": state,
+        "activations": activations,
+        "logits": logits,
+    }
+    flops = (6 if method == "full" else 4) * shape.params * tokens
+    rate = device_flops or DEVICE_FLOPS.get(
+        device if device != "cpu" else f"cpu-{'bf16' if act_bytes == 2 else 'fp32'}"
+    )
+    return Estimate(
+        total_gb=round(sum(parts.values()) / GB, 2),
+        parts_gb={k: round(v / GB, 3) for k, v in parts.items()},
+        trainable_params=trainable,
+        tokens_per_step=tokens,
+        flops_per_step=flops,
+        seconds_per_step=round(flops / rate, 2) if rate else None,
+    )
+
+
+def shape_from_config(cfg: dict) -> Shape:
+    """A model's shape from its config.json (Llama-style names; most decoders use them)."""
+    h, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    inter = cfg.get("intermediate_size") or 4 * h
+    heads = cfg.get("num_attention_heads") or 1
+    kv = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or h // heads
+    attn = h * heads * head_dim * 2 + h * kv * head_dim * 2
+    per_layer = attn + 3 * h * inter + 2 * h
+    emb = vocab * h * (1 if cfg.get("tie_word_embeddings") else 2)
+    return Shape(
+        params=layers * per_layer + emb + h,
+        hidden_size=h,
+        intermediate_size=inter,
+        num_layers=layers,
+        vocab_size=vocab,
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=head_dim,
+    )

@@ -10,11 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tools.estimate import Shape, shape_from_config
+from tools.estimate import Shape, estimate, shape_from_config
 from tools.hardware import Hardware
-
-BYTES = {"fp32": 4, "bf16": 2, "nf4": 0.55}  # nf4 incl. quantisation constants
-TRAIN_OVERHEAD = 1.3  # activations, buffers and allocator slack over weights alone
 
 
 class ModelFacts(BaseModel):
@@ -23,7 +20,7 @@ class ModelFacts(BaseModel):
     num_layers: int
     max_context: int
     architecture: str
-    shape: Shape | None = None
+    shape: Shape
 
 
 class Targets(BaseModel):
@@ -60,11 +57,11 @@ def model_facts(model_dir: str | Path) -> ModelFacts:
     )
 
 
-def lora_memory_gb(facts: ModelFacts, weight_bytes: float, batch: int = 8, seq: int = 512) -> float:
-    """Frozen weights + activations (batch x seq x hidden x layers x ~16 bytes) + slack."""
-    weights = facts.params * weight_bytes
-    activations = batch * seq * facts.hidden_size * facts.num_layers * 16
-    return round((weights + activations) * TRAIN_OVERHEAD / 2**30, 2)
+def memory_gb(
+    facts: ModelFacts, method: str, precision: str, device: str, batch: int = 8, seq: int = 512
+) -> float:
+    """Peak training memory from `tools.estimate` (formula and measured error there)."""
+    return estimate(facts.shape, method, precision, batch, seq, device=device).total_gb
 
 
 def make_plan(
@@ -75,16 +72,18 @@ def make_plan(
     budget = hw.memory_budget_gb
     where = hw.gpus[0].name if hw.gpus else f"{hw.cpu_cores}-core CPU"
     size = f"{facts.params / 1e6:.0f}M-parameter {facts.architecture}"
-    lora_mem = lora_memory_gb(facts, BYTES["fp32" if precision == "fp32" else "bf16"])
+    device = "cuda" if hw.gpus else "cpu"
+    lora_mem = memory_gb(facts, "lora", precision, device)
     reasons = [f"{n_examples} examples, {task_type} task, {size} on {where} ({budget} GB usable)."]
     if lora_mem <= budget:
         method, mem = "lora", lora_mem
         reasons.append(
-            f"LoRA fits: about {lora_mem} GB with the base frozen in {precision}; it trains a "
+            f"LoRA fits: about {lora_mem} GB at batch 8 x 512 tokens with the base frozen in "
+            f"{precision}; it trains a "
             "small adapter, keeps the base intact and is the safe default."
         )
     else:
-        method, mem = "qlora", lora_memory_gb(facts, BYTES["nf4"])
+        method, mem = "qlora", memory_gb(facts, "qlora", precision, device)
         reasons.append(
             f"LoRA would need about {lora_mem} GB, more than {budget} GB: QLoRA (4-bit nf4 "
             f"base) needs about {mem} GB."

@@ -228,6 +228,38 @@ def runs(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def plan(
+    goal: Annotated[str, typer.Option(help="what the tuned model should do")],
+    data: Annotated[Path, typer.Option(help="training data (any format `ftagent data` reads)")],
+    model: Annotated[
+        str | None, typer.Option(help="base model: name, local folder or cached hub id")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for plan.md and plan.json")] = None,
+) -> None:
+    """Plan a fine-tuning run (method, model, memory, targets) without starting it."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from tools.atomic import write_json, write_text
+    from tools.data import DataError
+    from tools.models import ModelNotFoundError
+    from tools.plan import plan_markdown
+    from tools.planner import plan_for
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
+    try:
+        planned = plan_for(goal, data, model)
+    except (DataError, ModelNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    text = plan_markdown(planned.plan)
+    if out:
+        write_text(out / "plan.md", text)
+        write_json(out / "plan.json", planned.plan.model_dump())
+    Console().print(Markdown(text))
+
+
+@app.command()
 def demo(
     run_dir: Annotated[
         Path | None, typer.Option(help="run folder (default: runs/<run-id>)")

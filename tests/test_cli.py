@@ -166,3 +166,17 @@ def test_runs_dir_env_and_data_formats(tmp_path, tiny_model):
     assert r.returncode == 3 and "Waiting at gate 'strategy'" in r.stdout
     (run,) = env_runs.iterdir()
     assert (run / "plan.md").exists() and (run / "events.jsonl").exists()
+
+
+def test_plan_command_writes_plan_and_reasons(tmp_path, bundled_model):
+    out = tmp_path / "plan"
+    r = ftagent(
+        "plan", "--goal", "route support messages", "--data", str(DEMO_DATA), "--out", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["method"] == "lora" and plan["task_type"] == "classification"
+    assert plan["estimated_memory_gb"] < plan["memory_budget_gb"]
+    assert "250 examples" in (out / "plan.md").read_text() and "LoRA fits" in r.stdout
+    bad = ftagent("plan", "--goal", "g", "--data", str(tmp_path / "none.jsonl"))
+    assert bad.returncode == 2 and "file not found" in bad.stderr

@@ -15,6 +15,7 @@ ARTIFACTS = [
     "events.jsonl",
     "state.sqlite",
     "plan.md",
+    "plan.json",
     "config.yaml",
     "data/train.jsonl",
     "data/val.jsonl",

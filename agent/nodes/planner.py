@@ -5,25 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.gates import GATES, GateRequest
-from tools.atomic import write_text
-from tools.data import summarize
-from tools.hardware import probe
-from tools.models import resolve_model
-from tools.plan import make_plan, model_facts, plan_markdown
+from tools.atomic import write_json, write_text
+from tools.plan import plan_markdown
+from tools.planner import plan_for
 
 
 def planner(state: dict) -> dict:
     run_dir = Path(state["run_dir"])
-    model = resolve_model(state.get("model"))
-    facts = model_facts(model.path)
-    hw = probe(run_dir)
-    n, task_type, labels = summarize(state["data_path"])
-    plan = make_plan(state["goal"], task_type, n, model.name, facts, hw)
+    planned = plan_for(state["goal"], state["data_path"], state.get("model"), run_dir)
+    plan = planned.plan
     write_text(run_dir / "plan.md", plan_markdown(plan))
+    write_json(run_dir / "plan.json", plan.model_dump())
     return {
-        "hardware": hw.model_dump(),
-        "plan": plan.model_dump() | {"model_path": str(model.path), "params": facts.params},
-        "history": [{"node": "planner", "method": plan.method, "task_type": task_type}],
+        "hardware": planned.hardware.model_dump(),
+        "plan": plan.model_dump()
+        | {"model_path": str(planned.model_path), "params": planned.params},
+        "history": [{"node": "planner", "method": plan.method, "task_type": plan.task_type}],
     }
 
 

@@ -61,3 +61,11 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
+def test_max_length_fits_the_data():
+    from tools.train_config import MAX_LENGTH_CAP, fit_max_length
+
+    assert fit_max_length(183) == 192 and fit_max_length(20) == 128
+    assert fit_max_length(10_000) == MAX_LENGTH_CAP
+    assert make(longest_example=600).max_length == 640

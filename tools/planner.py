@@ -18,6 +18,7 @@ class Planned:
     hardware: Hardware
     model_path: Path
     params: int
+    max_context: int
 
 
 def plan_for(
@@ -28,4 +29,10 @@ def plan_for(
     hw = probe(where)
     n, task_type, _labels = summarize(data_path)
     plan = make_plan(goal, task_type, n, resolved.name, facts, hw)
-    return Planned(plan=plan, hardware=hw, model_path=resolved.path, params=facts.params)
+    return Planned(
+        plan=plan,
+        hardware=hw,
+        model_path=resolved.path,
+        params=facts.params,
+        max_context=facts.max_context,
+    )

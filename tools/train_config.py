@@ -112,6 +112,16 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ValueError(f"{path}: invalid config: {problems}") from None
 
 
+MAX_LENGTH_CAP = 2048  # longer sequences need a memory plan of their own
+
+
+def fit_max_length(longest: int | None, cap: int = MAX_LENGTH_CAP) -> int:
+    """The data's longest example rounded up to a multiple of 64, within [128, cap]."""
+    if not longest:
+        return TrainConfig.model_fields["max_length"].default
+    return max(128, min(cap, -(-longest // 64) * 64))
+
+
 def default_config(
     model: str,
     method: str,
@@ -122,6 +132,7 @@ def default_config(
     params: int,
     bf16: bool,
     attempt: int = 1,
+    longest_example: int | None = None,
 ) -> TrainConfig:
     """Defaults scaled to the data: small sets get more epochs, small models a higher
     learning rate; each retry after missed targets trains longer."""
@@ -143,6 +154,7 @@ def default_config(
         learning_rate=lr,
         num_epochs=epochs,
         batch_size=batch,
+        max_length=fit_max_length(longest_example),
         save_steps=max(5, steps_per_epoch // 2),
         bf16=bf16,
     )

@@ -28,6 +28,7 @@ def config(state: dict) -> dict:
         params=plan["params"],
         bf16=plan["precision"] == "bf16",
         attempt=attempt,
+        longest_example=(report.get("token_lengths") or {}).get("p100"),
     )
     cfg = apply_overrides(cfg, overrides)
     path = out / "config.yaml"

@@ -6,16 +6,16 @@ from pathlib import Path
 
 from agent.gates import GATES, GateRequest
 from tools.data import PrepareOptions, prepare_dataset
-from tools.train_config import TrainConfig
+from tools.train_config import MAX_LENGTH_CAP
 
 MIN_TRAIN = 8
 
 
 def data_prep(state: dict) -> dict:
-    opts = PrepareOptions(
-        model=state["plan"]["model_path"],
-        max_length=TrainConfig.model_fields["max_length"].default,
-    )
+    # The longest sequence training may use: the model's context, capped for memory.
+    # config then sets max_length from the lengths actually found.
+    limit = min(state["plan"].get("max_context") or MAX_LENGTH_CAP, MAX_LENGTH_CAP)
+    opts = PrepareOptions(model=state["plan"]["model_path"], max_length=limit)
     report = prepare_dataset(state["data_path"], Path(state["run_dir"]) / "data", opts)
     return {
         "data_report": report.model_dump(),

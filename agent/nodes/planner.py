@@ -19,7 +19,11 @@ def planner(state: dict) -> dict:
     return {
         "hardware": planned.hardware.model_dump(),
         "plan": plan.model_dump()
-        | {"model_path": str(planned.model_path), "params": planned.params},
+        | {
+            "model_path": str(planned.model_path),
+            "params": planned.params,
+            "max_context": planned.max_context,
+        },
         "history": [{"node": "planner", "method": plan.method, "task_type": plan.task_type}],
     }
 

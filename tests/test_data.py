@@ -307,3 +307,29 @@ def test_parallel_first_pass_gives_the_same_report(tmp_path, monkeypatch):
     assert found["exact_duplicate"] == 40 + len(lines[::7]) and found["unparsable"] == 1
     bad = next(c for c in two.checks if c.name == "unparsable")
     assert bad.examples[0].startswith(f"line {len(lines) + 41}: malformed JSON")
+
+
+def test_loss_masking_mistakes_are_caught(tmp_path, bundled_model):
+    from transformers import AutoTokenizer
+
+    from tools.data.validate import validate_stream
+
+    tok = AutoTokenizer.from_pretrained(bundled_model.path)
+    # A template whose generation prompt is not how it renders assistant turns: the
+    # answer's tokens cannot be found after the prompt, so loss would land elsewhere.
+    tok.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + (m['role'] if m['role'] != 'assistant' "
+        "else 'bot') + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    rows = [chat(f"question {i}", f"answer {i}") for i in range(5)]
+    path = write_jsonl(tmp_path / "m.jsonl", rows)
+    report = validate_stream(path, PrepareOptions(near_dup_threshold=None), tokenizer=tok)
+    found = next(c for c in report.checks if c.name == "loss_mask")
+    assert found.count == 3 and found.severity == "error" and "prefix" in found.examples[0]
+    good = validate_stream(
+        path,
+        PrepareOptions(near_dup_threshold=None),
+        tokenizer=AutoTokenizer.from_pretrained(bundled_model.path),
+    )
+    assert "loss_mask" not in counts(good)

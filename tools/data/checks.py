@@ -23,6 +23,7 @@ CHECKS: dict[str, tuple[str, str]] = {
     "near_duplicate": (WARNING, "dropped: the first of each near-duplicate group is kept"),
     "too_long": (WARNING, "dropped (or truncated with --truncate) to the max length"),
     "answer_truncated": (ERROR, "dropped: the answer would be cut away by the max length"),
+    "loss_mask": (ERROR, "fix the chat template or max length: loss would miss the answer"),
     "label_imbalance": (WARNING, "kept: consider rebalancing or more data for rare labels"),
     "leakage": (ERROR, "dropped from train: the same or a near-same prompt is in the test set"),
     "too_little_data": (WARNING, "kept: few-shot prompting may do as well; add data"),

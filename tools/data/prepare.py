@@ -223,7 +223,7 @@ def add_label_prompt(a: Analysis, labels: list[str]) -> None:
 
 
 def check_lengths(a: Analysis, tokenizer, opts: PrepareOptions) -> dict:
-    from tools.data.tokens import histogram, loss_preview, measure, percentile_table
+    from tools.data.tokens import histogram, measure, percentile_table
 
     lengths = measure(tokenizer, [i.example for i in a.kept])
     keep = []
@@ -248,10 +248,22 @@ def check_lengths(a: Analysis, tokenizer, opts: PrepareOptions) -> dict:
     return {
         "token_lengths": percentile_table(totals),
         "token_histogram": histogram(totals),
-        "preview": [
-            loss_preview(tokenizer, i.example, opts.max_length) for i in a.kept[: opts.preview]
-        ],
+        "preview": previews_checked(
+            tokenizer, [i.example for i in a.kept[: opts.preview]], opts, a.tally
+        ),
     }
+
+
+def previews_checked(tokenizer, examples: list[dict], opts: PrepareOptions, tally: Tally):
+    """Loss previews of the first examples; masking mistakes they show are findings."""
+    from tools.data.tokens import loss_preview, mask_problem
+
+    previews = [loss_preview(tokenizer, ex, opts.max_length) for ex in examples]
+    for n, p in enumerate(previews, start=1):
+        problem = mask_problem(p)
+        if problem:
+            tally.add("loss_mask", f"preview example {n}: {problem}")
+    return previews
 
 
 def split_groups(items: list[Item], threshold: float | None) -> list[int]:

@@ -84,3 +84,12 @@ def loss_preview(tokenizer, example: dict, max_length: int) -> dict:
         "template_prefix_ok": is_prefix,
         "answer_cut": len(full) > max_length,
     }
+
+
+def mask_problem(preview: dict) -> str | None:
+    """A loss-masking mistake visible in a preview, said in words, or None."""
+    if not preview["template_prefix_ok"]:
+        return "the chat template does not render the prompt as a prefix of the conversation"
+    if preview["loss_tokens"] == 0:
+        return "no token carries loss (the answer is empty or cut away)"
+    return None

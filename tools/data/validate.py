@@ -20,6 +20,7 @@ from tools.data.prepare import (
     finish_report,
     iter_checked,
     open_records,
+    previews_checked,
 )
 from tools.data.readers import file_kind, jsonl_ranges, read_jsonl_range
 from tools.data.report import DataReport, Tally
@@ -220,7 +221,7 @@ def _near_duplicates(records, schema, single, keep_mask, refs, opts, tally) -> s
 def _length_checks(
     tokenizer, lengths, prompt_lengths, skip, refs, preview_items, opts, tally
 ) -> dict:
-    from tools.data.tokens import histogram, loss_preview, percentile_table
+    from tools.data.tokens import histogram, percentile_table
 
     dropped = 0
     for idx, (total, prompt) in enumerate(zip(lengths, prompt_lengths, strict=True)):
@@ -236,5 +237,5 @@ def _length_checks(
         "dropped": dropped,
         "token_lengths": percentile_table(list(lengths)),
         "token_histogram": histogram(list(lengths)),
-        "preview": [loss_preview(tokenizer, ex, opts.max_length) for ex in preview_items],
+        "preview": previews_checked(tokenizer, preview_items, opts, tally),
     }

@@ -71,6 +71,9 @@ def lora_params(shape: Shape, r: int, targets: list[str]) -> int:
         "gate_proj": (h, i),
         "up_proj": (h, i),
         "down_proj": (i, h),
+        # fused projections (Phi-3)
+        "qkv_proj": (h, q_out + 2 * kv_out),
+        "gate_up_proj": (h, 2 * i),
     }
     per_layer = sum(r * (a + b) for name, (a, b) in dims.items() if name in targets)
     return per_layer * shape.num_layers

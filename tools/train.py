@@ -50,17 +50,21 @@ def load_model(cfg: TrainConfig):
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
 
+        q = cfg.quantization
+        compute = kwargs["dtype"] if q.compute_dtype == "auto" else getattr(torch, q.compute_dtype)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=kwargs["dtype"],
+            bnb_4bit_quant_type=q.quant_type,
+            bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=compute,
         )
     model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
     if cfg.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing
+        )
     return model, tokenizer
 
 
@@ -74,6 +78,8 @@ def _peft_config(cfg: TrainConfig):
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,
+        use_dora=cfg.lora.use_dora,
+        use_rslora=cfg.lora.use_rslora,
         task_type="CAUSAL_LM",
     )
 
@@ -185,6 +191,9 @@ def train(cfg: TrainConfig) -> dict:
     ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
     model, tokenizer = load_model(cfg)
     has_val = "validation" in ds
+    early_stop = has_val and cfg.early_stopping_patience > 0
+    # Early stopping keeps the best checkpoint, so evaluations must line up with saves.
+    eval_steps = cfg.save_steps if early_stop else cfg.eval_steps
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=cfg.num_epochs,
@@ -204,8 +213,13 @@ def train(cfg: TrainConfig) -> dict:
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        eval_strategy=("steps" if cfg.eval_steps else "epoch") if has_val else "no",
-        eval_steps=cfg.eval_steps or None,
+        eval_strategy=("steps" if eval_steps else "epoch") if has_val else "no",
+        eval_steps=eval_steps or None,
+        load_best_model_at_end=early_stop,
+        metric_for_best_model="eval_loss" if early_stop else None,
+        greater_is_better=False if early_stop else None,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed,
         report_to="none",
         dataloader_num_workers=0,
@@ -219,7 +233,7 @@ def train(cfg: TrainConfig) -> dict:
         eval_dataset=ds["validation"] if has_val else None,
         processing_class=tokenizer,
         peft_config=_peft_config(cfg),
-        callbacks=[_metrics_callback(out / METRICS_FILE)],
+        callbacks=[_metrics_callback(out / METRICS_FILE)] + _early_stopping(cfg, early_stop),
     )
     resume = last_complete_checkpoint(ckpt_dir)
     started = time.time()
@@ -244,6 +258,14 @@ def train(cfg: TrainConfig) -> dict:
     }
     write_json(out / RESULT_FILE, result)
     return result
+
+
+def _early_stopping(cfg: TrainConfig, on: bool) -> list:
+    if not on:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
 
 
 def _cuda() -> bool:

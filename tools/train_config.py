@@ -20,10 +20,55 @@ class LoraSettings(BaseModel):
         32, ge=1, description="LoRA scaling numerator; alpha = 2*r is a safe default"
     )
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
-    target_modules: list[str] = Field(
+    target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        description="module names that get adapters (attention projections by default)",
+        description="module names that get adapters; 'all-linear' = every linear layer of "
+        "this architecture (resolved when the config is written)",
     )
+    use_dora: bool = Field(
+        False, description="DoRA: learn magnitude and direction separately (slower, can help at low r)"
+    )
+    use_rslora: bool = Field(
+        False, description="rsLoRA: scale by alpha/sqrt(r), steadier at high ranks (r >= 64)"
+    )
+
+
+class QuantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type for method qlora; nf4 suits normal-shaped weights"
+    )
+    double_quant: bool = Field(
+        True, description="quantise the quantisation constants too (~0.4 bit/param saved)"
+    )
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="dtype matmuls run in; auto: bfloat16 where supported"
+    )
+
+
+class EvalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    primary_metric: str = Field(
+        "auto", description="metric the targets apply to (auto: accuracy for classification, "
+        "exact_match otherwise)"
+    )
+    min_gain: float = Field(
+        0.05, description="tuned must beat the base model by this much on the primary metric"
+    )
+    loss_must_drop: bool = Field(True, description="held-out answer loss must fall below the base's")
+
+
+class DeploySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merge: bool = Field(True, description="merge the adapter into the base for serving")
+    export_format: Literal["safetensors", "gguf"] = Field(
+        "safetensors", description="format of the exported model"
+    )
+    host: str = Field("127.0.0.1", description="address the server binds to (local only by default)")
+    port: int = Field(8000, ge=1, le=65535, description="port of the OpenAI-compatible server")
 
 
 class TrainConfig(BaseModel):
@@ -39,6 +84,9 @@ class TrainConfig(BaseModel):
     val_file: str | None = Field(None, description="JSONL used for validation loss")
     output_dir: str = Field(description="where checkpoints, the adapter and metrics.jsonl go")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
+    quantization: QuantSettings = Field(
+        default_factory=QuantSettings, description="4-bit loading, used when method is qlora"
+    )
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
     num_epochs: float = Field(3, gt=0, description="passes over the training set")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
@@ -61,6 +109,20 @@ class TrainConfig(BaseModel):
         "auto",
         description="bfloat16 weights and compute; auto: where the GPU or CPU has it natively",
     )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward: far less memory, ~30% slower"
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="clip gradients to this norm")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="stop after this many evaluations without a better validation "
+        "loss, and keep the best checkpoint (0: off; needs val_file)"
+    )
+    evaluation: EvalSettings = Field(
+        default_factory=EvalSettings, description="what the tester must see to pass"
+    )
+    deployment: DeploySettings = Field(
+        default_factory=DeploySettings, description="how the deployer exports and serves"
+    )
 
 
 def _comment(text: str, indent: str = "") -> str:
@@ -74,17 +136,13 @@ def dump_yaml(cfg: TrainConfig, header: str = "") -> str:
     for name, info in TrainConfig.model_fields.items():
         if info.description:
             out.append(_comment(info.description))
-        if name == "lora":
-            out.append("lora:\n")
-            for sub, sinfo in LoraSettings.model_fields.items():
+        sub_model = getattr(cfg, name)
+        if isinstance(sub_model, BaseModel):
+            out.append(f"{name}:\n")
+            for sub, sinfo in type(sub_model).model_fields.items():
                 out.append(_comment(sinfo.description or "", "  "))
-                out.append(
-                    "  "
-                    + yaml.safe_dump(
-                        {sub: data["lora"][sub]}, default_flow_style=True, sort_keys=False
-                    ).strip("{}\n")
-                    + "\n"
-                )
+                line = yaml.safe_dump({sub: data[name][sub]}, default_flow_style=True, width=1e9)
+                out.append("  " + line.strip()[1:-1] + "\n")
         else:
             out.append(yaml.safe_dump({name: data[name]}, sort_keys=False))
     return "".join(out)

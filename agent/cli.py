@@ -134,7 +134,7 @@ def start_run(
     inputs = {
         "goal": goal,
         "data_path": str(Path(data).resolve()),
-        "model": resolved.name,
+        "model": resolved.name if model else None,  # None: the planner picks a local model
         "max_attempts": max_attempts,
     }
     try:
@@ -232,31 +232,69 @@ def plan(
     goal: Annotated[str, typer.Option(help="what the tuned model should do")],
     data: Annotated[Path, typer.Option(help="training data (any format `ftagent data` reads)")],
     model: Annotated[
-        str | None, typer.Option(help="base model: name, local folder or cached hub id")
+        str | None,
+        typer.Option(help="fix the base model (name, local folder or cached hub id); "
+                     "default: the planner picks from its registry"),
     ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="fix the method: lora, qlora, full, dpo, distillation")
+    ] = None,
+    budget: Annotated[float | None, typer.Option(help="most the training may cost, USD")] = None,
+    rate: Annotated[float | None, typer.Option(help="price of one GPU-hour, USD")] = None,
+    deadline: Annotated[float | None, typer.Option(help="training must end within, hours")] = None,
+    latency: Annotated[float | None, typer.Option(help="p50 answer latency target, ms")] = None,
+    max_params: Annotated[float | None, typer.Option(help="largest base model, billions")] = None,
+    permissive: Annotated[
+        bool, typer.Option("--permissive", help="only Apache-2.0/MIT-style licences")
+    ] = False,
+    teacher: Annotated[str | None, typer.Option(help="teacher model to distil from")] = None,
+    no_prompting_first: Annotated[
+        bool, typer.Option("--no-prompting-first", help="skip the few-shot prompting advice")
+    ] = False,
+    local_only: Annotated[
+        bool, typer.Option("--local-only", help="only models already on this machine")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="folder for plan.md and plan.json")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Plan a fine-tuning run (method, model, memory, targets) without starting it."""
+    """Plan a fine-tuning run (task, method, model, memory, cost, risks) without starting it."""
+    import json
+
+    from pydantic import ValidationError
     from rich.console import Console
     from rich.markdown import Markdown
 
     from tools.atomic import write_json, write_text
     from tools.data import DataError
     from tools.models import ModelNotFoundError
-    from tools.plan import plan_markdown
+    from tools.plan_report import plan_markdown
+    from tools.plan_types import METHODS, Constraints
     from tools.planner import plan_for
     from tools.quiet import quiet_libraries
 
     quiet_libraries()
+    if method and method not in METHODS:
+        raise _fail(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     try:
-        planned = plan_for(goal, data, model)
+        constraints = Constraints(
+            budget_usd=budget, rate_usd_per_hour=rate, deadline_hours=deadline,
+            latency_ms=latency, max_params_b=max_params, teacher=teacher, method=method,
+            licence="permissive" if permissive else "any",
+            prompting_first=False if no_prompting_first else None,
+        )
+        planned = plan_for(goal, data, model, constraints=constraints, require_local=local_only)
+    except ValidationError as exc:
+        raise _fail(f"bad constraint: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
     except (DataError, ModelNotFoundError) as exc:
         raise _fail(str(exc)) from None
     text = plan_markdown(planned.plan)
     if out:
         write_text(out / "plan.md", text)
         write_json(out / "plan.json", planned.plan.model_dump())
-    Console().print(Markdown(text))
+    if as_json:
+        typer.echo(json.dumps(planned.plan.model_dump(), indent=2))
+    else:
+        Console().print(Markdown(text))
 
 
 @app.command()

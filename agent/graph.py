@@ -58,7 +58,9 @@ def build_graph(checkpointer=None):
 
     g.add_edge(START, "planner")
     g.add_edge("planner", "gate_strategy")
-    g.add_conditional_edges("gate_strategy", routing.after_gate("strategy", "data_prep"))
+    g.add_conditional_edges(
+        "gate_strategy", routing.after_strategy, ["planner", "data_prep", routing.STOP]
+    )
     g.add_edge("data_prep", "gate_dataset")
     g.add_conditional_edges("gate_dataset", routing.after_gate("dataset", "config"))
     g.add_edge("config", "trainer")

@@ -19,6 +19,30 @@ def after_gate(gate: str, next_node: str):
     return route
 
 
+MAX_REPLANS = 3
+STOP_WORDS = ("stop", "cancel", "abort", "quit")
+
+
+def after_strategy(state: dict) -> str:
+    """Reject re-plans with the reason (up to MAX_REPLANS; "stop" ends the run); an edit
+    of plan choices re-plans too, so the person sees the plan they will get."""
+    from agent.nodes.planner import PLAN_KEYS
+
+    decision = state["decisions"]["strategy"]
+    if decision["action"] == "reject":
+        rejects = sum(
+            1 for r in state.get("history") or []
+            if r.get("gate") == "strategy" and r.get("action") == "reject"
+        )
+        words = decision.get("reason", "").lower().split()
+        if rejects > MAX_REPLANS or any(w.strip(".,!") in STOP_WORDS for w in words):
+            return STOP
+        return "planner"
+    if decision["action"] == "edit" and PLAN_KEYS & set(decision.get("changes") or {}):
+        return "planner"
+    return "data_prep"
+
+
 def after_tester(state: dict) -> str:
     """Missed targets loop back to config while attempts remain; else a person decides."""
     if not state["verdict"]["targets_met"] and state["attempt"] < state["max_attempts"]:

@@ -54,12 +54,14 @@ class ApprovalPolicy(BaseModel):
         return policy
 
     def decide(self, request: GateRequest) -> GateDecision | None:
+        """A reject or edit answers the gate once: when the workflow comes back to the same
+        gate (a re-plan, a retrain) it waits for a new decision instead of looping."""
         if request.gate in self.reject:
-            return GateDecision(action="reject", reason=self.reject[request.gate])
+            return GateDecision(action="reject", reason=self.reject.pop(request.gate))
         if request.gate in self.edits:
             return GateDecision(
                 action="edit",
-                changes=self.edits[request.gate],
+                changes=self.edits.pop(request.gate),
                 reason="edited from the command line",
             )
         if request.gate in self.approve or (self.approve_all and request.passed):

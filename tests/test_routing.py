@@ -58,3 +58,29 @@ def test_policy_reject_and_edit_and_unknown_gates():
     assert edit.decide(request("evaluation")).changes == {"lora.r": 32}
     with pytest.raises(ValueError, match="unknown gate"):
         ApprovalPolicy.from_flags("strategy,trainig")
+
+
+def test_strategy_reject_replans_until_the_limit_or_stop():
+    from agent.routing import MAX_REPLANS, after_strategy
+
+    def st(action, reason="", changes=None, rejects=1):
+        record = {"gate": "strategy", "action": action, "reason": reason,
+                  "changes": changes or {}}
+        history = [{"gate": "strategy", "action": "reject"}] * rejects
+        return {"decisions": {"strategy": record}, "history": history}
+
+    assert after_strategy(st("approve", rejects=0)) == "data_prep"
+    assert after_strategy(st("reject", "too slow")) == "planner"
+    assert after_strategy(st("reject", "Stop, wrong goal.")) == STOP
+    assert after_strategy(st("reject", "too slow", rejects=MAX_REPLANS + 1)) == STOP
+    assert after_strategy(st("edit", changes={"method": "qlora"}, rejects=0)) == "planner"
+    assert after_strategy(st("edit", changes={"lora.r": 32}, rejects=0)) == "data_prep"
+
+
+def test_policy_reject_and_edit_answer_a_gate_once():
+    from agent.gates import GateRequest
+
+    policy = ApprovalPolicy.from_flags("none", reject="strategy", reason="too slow")
+    req = GateRequest(gate="strategy", title="t", question="q", passed=True, summary="s")
+    assert policy.decide(req).action == "reject"
+    assert policy.decide(req) is None  # the re-made plan waits for a person

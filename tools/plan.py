@@ -1,131 +1,214 @@
-"""The planner's rules: pick a method from data, model size and memory, and say why.
+"""The planner: from goal, data facts, hardware and constraints to a plan with reasons.
 
-Pure logic: every input is a plain value, so the rules are testable without a model.
+Pure logic (`make_plan`): every input is a plain value, so the rules are testable
+without a model and scored by `python -m evals.planner`. The decisions themselves live
+in `tools.plan_decide`, the plan's text sections in `tools.plan_sections`.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from tools.plan_decide import (
+    apply_feedback,
+    choose_adapter,
+    deadline_h,
+    epochs_for,
+    model_limits,
+    prompting_first,
+    rank_key,
+    size,
+    targets_for,
+    training_for,
+    where,
+)
+from tools.plan_fit import Fit, Timing, download_gb, timing
+from tools.plan_sections import (
+    dataset_requirements,
+    few_shot_prompt,
+    hardware_requirements,
+    risks,
+    timeline,
+)
+from tools.plan_types import Constraints, Estimates, Plan, PlanInputs
+from tools.registry import ModelCard, known_models, lookup
+from tools.tasks import classify_task
+from tools.train_config import fit_max_length
 
-from pydantic import BaseModel
-
-from tools.estimate import Shape, estimate, shape_from_config
-from tools.hardware import Hardware
-
-
-class ModelFacts(BaseModel):
-    params: int
-    hidden_size: int
-    num_layers: int
-    max_context: int
-    architecture: str
-    shape: Shape
-
-
-class Targets(BaseModel):
-    primary_metric: str
-    min_gain: float = 0.05  # tuned must beat base by this much on the primary metric
-    loss_must_drop: bool = True
-
-
-class Plan(BaseModel):
-    goal: str
-    task_type: str
-    n_examples: int
-    method: str
-    model: str
-    precision: str
-    estimated_memory_gb: float
-    memory_budget_gb: float
-    targets: Targets
-    reasons: list[str]
-    notes: list[str] = []
+TRAIN_SHARE = 0.8  # the 80/10/10 split
 
 
-def model_facts(model_dir: str | Path) -> ModelFacts:
-    """Parameter count and shape from config.json alone (no weights loaded)."""
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    shape = shape_from_config(cfg)
-    return ModelFacts(
-        params=shape.params,
-        hidden_size=shape.hidden_size,
-        num_layers=shape.num_layers,
-        max_context=cfg.get("max_position_embeddings", 2048),
-        architecture=(cfg.get("architectures") or ["?"])[0],
-        shape=shape,
-    )
+class Option:
+    """One candidate base model with how it would train."""
+
+    def __init__(self, card: ModelCard, fit: Fit, why: str, t: Timing):
+        self.card, self.fit, self.why, self.timing = card, fit, why, t
 
 
-def memory_gb(
-    facts: ModelFacts, method: str, precision: str, device: str, batch: int = 8, seq: int = 512
-) -> float:
-    """Peak training memory from `tools.estimate` (formula and measured error there)."""
-    return estimate(facts.shape, method, precision, batch, seq, device=device).total_gb
+def _objective(task: str, method: str | None) -> str:
+    if method == "dpo":
+        return "dpo"
+    return "dpo" if task == "preference" and method in (None, "lora", "qlora", "full") else "sft"
 
 
-def make_plan(
-    goal: str, task_type: str, n_examples: int, model: str, facts: ModelFacts, hw: Hardware
-) -> Plan:
-    gpu_bf16 = bool(hw.gpus and hw.gpus[0].bf16)
-    precision = "bf16" if gpu_bf16 or (not hw.gpus and hw.cpu_bf16) else "fp32"
-    budget = hw.memory_budget_gb
-    where = hw.gpus[0].name if hw.gpus else f"{hw.cpu_cores}-core CPU"
-    size = f"{facts.params / 1e6:.0f}M-parameter {facts.architecture}"
-    device = "cuda" if hw.gpus else "cpu"
-    lora_mem = memory_gb(facts, "lora", precision, device)
-    reasons = [f"{n_examples} examples, {task_type} task, {size} on {where} ({budget} GB usable)."]
-    if lora_mem <= budget:
-        method, mem = "lora", lora_mem
+def _option(card, inputs, c, task, seq, objective) -> Option:
+    n = inputs.data.n_examples
+    fixed = c.method if c.method in ("lora", "qlora", "full") else None
+    fit, why = choose_adapter(card, inputs.hardware, seq, task, n, objective, fixed)
+    epochs = 1.0 if objective == "dpo" else epochs_for(int(n * TRAIN_SHARE))
+    t = timing(card.params, fit, inputs.hardware, int(n * TRAIN_SHARE),
+               max(inputs.data.tokens_p50, 1), epochs, objective, c.rate_usd_per_hour)
+    return Option(card, fit, why, t)
+
+
+def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objective: str):
+    """The best registry model for the task and hardware, and why (and why not others)."""
+    hw = inputs.hardware
+    cap, cap_why = model_limits(task, c, hw)
+    floor = c.min_params_b or 0.0
+    deadline = deadline_h(c, hw)
+    pool = inputs.candidates if inputs.candidates is not None else known_models()
+    viable, too_big = [], []
+    for card in pool:
+        b = card.params / 1e9
+        if c.licence == "permissive" and card.licence_kind != "permissive":
+            continue
+        if b < floor or card.context < min(inputs.data.tokens_p99, seq):
+            continue
+        opt = _option(card, inputs, c, task, seq, objective)
+        if not opt.fit.fits or opt.timing.train_hours > deadline:
+            continue
+        if c.budget_usd is not None and opt.timing.cost_usd > c.budget_usd:
+            continue
+        (viable if b <= cap else too_big).append(opt)
+    reasons = []
+    if viable:
+        best = max(viable, key=lambda o: rank_key(o.card, task))
         reasons.append(
-            f"LoRA fits: about {lora_mem} GB at batch 8 x 512 tokens with the base frozen in "
-            f"{precision}; it trains a "
-            "small adapter, keeps the base intact and is the safe default."
+            f"Base model {best.card.id} ({size(best.card.params)}, {best.card.licence}): "
+            f"the best of {len(viable)} registry models that fit {where(hw)} and train within "
+            f"{deadline:g} h" + (f" and ${c.budget_usd:g}" if c.budget_usd is not None else "")
+            + f"; {'; '.join(cap_why)}."
         )
+        if best.card.specialty == task:
+            reasons.append(f"{best.card.id} is a {task} specialist.")
+        return best, reasons, viable
+    if too_big:
+        best = min(too_big, key=lambda o: o.card.params)
+        reasons.append(
+            f"Base model {best.card.id} ({size(best.card.params)}): nothing under "
+            f"{cap:g}B fits the limits, so the smallest model that does."
+        )
+        return best, reasons, too_big
+    return None, [], []
+
+
+def make_plan(inputs: PlanInputs) -> Plan:
+    data, hw = inputs.data, inputs.hardware
+    known = known_models()
+    previous = lookup(inputs.previous_model) if inputs.previous_model else None
+    c, applied = apply_feedback(
+        inputs.constraints, inputs.feedback, previous.params / 1e9 if previous else None, known
+    )
+    understood = classify_task(inputs.goal, data, c.teacher)
+    task = understood.task_type
+    objective = _objective(task, c.method)
+    seq = fit_max_length(data.tokens_max or data.tokens_p99 or None)
+    reasons = [f"Task: {task.replace('_', ' ')} ({'; '.join(understood.reasons)})."]
+    warnings: list[str] = []
+    alternatives: list[str] = []
+
+    fixed_card = inputs.model or (lookup(c.model) if c.model else None)
+    if fixed_card is not None:
+        chosen = _option(fixed_card, inputs, c, task, seq, objective)
+        reasons.append(f"Base model {fixed_card.id} ({size(fixed_card.params)}) as given.")
+        viable = []
     else:
-        method, mem = "qlora", memory_gb(facts, "qlora", precision, device)
-        reasons.append(
-            f"LoRA would need about {lora_mem} GB, more than {budget} GB: QLoRA (4-bit nf4 "
-            f"base) needs about {mem} GB."
-        )
-    if precision == "bf16":
-        reasons.append(
-            "bfloat16 compute: the hardware supports it natively (faster, half the memory)."
-        )
-    metric = "accuracy" if task_type == "classification" else "exact_match"
-    notes = []
-    if n_examples < 50:
-        notes.append("Very little data: few-shot prompting may be enough; try it before training.")
+        chosen, why, viable = _pick_model(inputs, c, task, seq, objective)
+        if chosen is None:
+            fallback = lookup("smollm2-135m-instruct") or known[0]
+            chosen = _option(fallback, inputs, c, task, seq, objective)
+            warnings.append(f"No registry model fits {where(hw)} within the limits; planning "
+                            f"{fallback.id}, the smallest, which may not meet the goal.")
+        reasons += why
+    card, fit = chosen.card, chosen.fit
+    reasons.append(chosen.why)
+
+    method = fit.adapter
+    if objective == "dpo":
+        method = "dpo"
+        reasons.append(f"DPO: the data holds {data.n_examples:,} chosen/rejected pairs; DPO "
+                       "learns the preference directly, with the adapter disabled as the "
+                       "reference model (no second copy in memory).")
+    elif task == "distillation" or c.method == "distillation":
+        method = "distillation"
+        teacher = understood.teacher or c.teacher or "the teacher"
+        reasons.append(f"Distillation: {teacher} writes answers for the {data.n_examples:,} "
+                       f"prompts, then the {size(card.params)} student is trained on them "
+                       f"({fit.adapter.upper()}).")
+    if not fit.fits:
+        warnings.append(f"Needs {fit.memory_gb} GB, more than the {fit.usable_gb:g} GB usable.")
+
+    first, first_why = prompting_first(task, data, c)
+    if first_why:
+        reasons.append(first_why)
+    if fit.precision == "bf16":
+        reasons.append(f"bfloat16: {where(hw)} supports it natively (half the memory of fp32, "
+                       "same range).")
+    elif fit.precision == "fp16" and hw.gpus:
+        reasons.append(f"fp16 with loss scaling: {hw.gpus[0].name} (compute "
+                       f"{hw.gpus[0].compute_capability}) has no bfloat16.")
+    if fit.strategy != "single":
+        reasons.append(f"{fit.strategy.upper()} over {fit.n_devices} GPUs.")
+    for o in sorted(viable, key=lambda o: rank_key(o.card, task), reverse=True)[1:3]:
+        alternatives.append(f"{o.card.id} ({size(o.card.params)}, {o.fit.adapter.upper()}, "
+                            f"{o.fit.memory_gb} GB, ~{o.timing.train_hours:.2g} h)")
+    if inputs.local_ids and card.id not in inputs.local_ids and card.local not in inputs.local_ids:
+        warnings.append(f"{card.id} is not on this machine.")
+    if data.kind == "prompts" and method != "distillation":
+        warnings.append("The data has prompts only: name a teacher to distil from, or add "
+                        "answers.")
+
+    n_train = int(data.n_examples * TRAIN_SHARE)
+    training = training_for(card, fit, objective, task, n_train, seq)
+    targets, metrics = targets_for(task, c)
+    t = chosen.timing
+    dl = download_gb(card.params)
+    local = card.local is not None or card.id in inputs.local_ids
     return Plan(
-        goal=goal,
-        task_type=task_type,
-        n_examples=n_examples,
+        goal=inputs.goal,
+        task_type=task,
+        secondary_tasks=understood.secondary,
+        n_examples=data.n_examples,
+        prompting_first=first,
+        few_shot_prompt=few_shot_prompt(data) if first else None,
         method=method,
-        model=model,
-        precision=precision,
-        estimated_memory_gb=mem,
-        memory_budget_gb=budget,
-        targets=Targets(primary_metric=metric),
+        adapter=fit.adapter,
+        objective=objective,
+        model=card.id,
+        model_card=card,
+        model_local=local,
+        strategy=fit.strategy,
+        n_devices=fit.n_devices,
+        precision=fit.precision,
+        fits=fit.fits,
+        estimated_memory_gb=fit.memory_gb,
+        memory_budget_gb=fit.usable_gb,
+        training=training,
+        estimates=Estimates(
+            memory_gb=fit.memory_gb, usable_gb=fit.usable_gb, memory_parts_gb=fit.parts_gb,
+            trainable_params=fit.trainable_params, tokens=t.tokens, train_hours=t.train_hours,
+            gpu_hours=t.gpu_hours, rate_usd_per_hour=t.rate_usd_per_hour, cost_usd=t.cost_usd,
+            download_gb=dl,
+        ),
+        targets=targets,
+        eval_metrics=metrics,
+        dataset_requirements=dataset_requirements(task, data, seq),
+        hardware_requirements=hardware_requirements(hw, fit, card, local, dl),
+        timeline=timeline(t, data.n_examples, first, objective),
+        risks=risks(task, data, fit, card, seq, hw, objective),
         reasons=reasons,
-        notes=notes,
-    )
-
-
-def plan_markdown(p: Plan) -> str:
-    from prompts import load
-
-    return load("plan.md").format(
-        goal=p.goal,
-        task_type=p.task_type,
-        n_examples=p.n_examples,
-        model=p.model,
-        method=p.method.upper(),
-        precision=p.precision,
-        estimated_memory_gb=p.estimated_memory_gb,
-        memory_budget_gb=p.memory_budget_gb,
-        metric=p.targets.primary_metric,
-        min_gain=p.targets.min_gain,
-        loss_target=", and held-out loss drops" if p.targets.loss_must_drop else "",
-        reasons="\n".join(f"- {r}" for r in p.reasons),
-        notes=("\n## Notes\n" + "\n".join(f"- {n}" for n in p.notes)) if p.notes else "",
+        alternatives=alternatives,
+        warnings=warnings,
+        feedback_applied=applied,
+        hardware_summary=where(hw),
+        data=data,
     )

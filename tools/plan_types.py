@@ -39,6 +39,7 @@ class PlanInputs(BaseModel):
     candidates: list[ModelCard] | None = None  # None: every model in the registry
     local_ids: list[str] = []  # candidates already on this machine
     feedback: list[str] = []  # reasons given for rejected plans, oldest first
+    previous_model: str | None = None  # the model of the last rejected plan
 
 
 class Targets(BaseModel):

@@ -180,6 +180,11 @@ def fit_max_length(longest: int | None, cap: int = MAX_LENGTH_CAP) -> int:
     return max(128, min(cap, -(-longest // 64) * 64))
 
 
+def default_epochs(n_train: int) -> float:
+    """More passes for small sets, one for large ones (they overfit with more)."""
+    return 3.0 if n_train < 500 else 2.0 if n_train < 5000 else 1.0
+
+
 def default_config(
     model: str,
     method: str,
@@ -192,17 +197,10 @@ def default_config(
     attempt: int = 1,
     longest_example: int | None = None,
 ) -> TrainConfig:
-    """Defaults scaled to the data: small sets get more epochs, small models a higher
-    learning rate; each retry after missed targets trains longer."""
-    epochs = 3.0 if n_train < 100 else 2.0 if n_train < 2000 else 1.0
-    epochs *= 1 + 0.5 * (attempt - 1)
+    """Defaults scaled to the data when there is no plan: small sets get more epochs,
+    small models a higher learning rate; each retry after missed targets trains longer."""
     small = params < 5e8  # small models take (and need) a higher learning rate
-    if method == "full":
-        lr = 5e-5 if small else 2e-5
-    else:
-        lr = 1e-3 if small else 2e-4
-    batch = 8
-    steps_per_epoch = max(1, -(-n_train // batch))
+    lr = (5e-5 if small else 2e-5) if method == "full" else (1e-3 if small else 2e-4)
     return TrainConfig(
         model=model,
         method=method,
@@ -210,11 +208,60 @@ def default_config(
         val_file=val_file,
         output_dir=output_dir,
         learning_rate=lr,
-        num_epochs=epochs,
-        batch_size=batch,
+        num_epochs=default_epochs(n_train) * retry_factor(attempt),
+        batch_size=8,
         max_length=fit_max_length(longest_example),
-        save_steps=max(5, steps_per_epoch // 2),
+        save_steps=save_cadence(n_train, 8),
         bf16=bf16,
+    )
+
+
+def retry_factor(attempt: int) -> float:
+    return 1 + 0.5 * (attempt - 1)
+
+
+def save_cadence(n_train: int, per_step: int) -> int:
+    """Two checkpoints per epoch: a kill loses at most half an epoch."""
+    return max(5, -(-n_train // per_step) // 2)
+
+
+def config_from_plan(
+    plan: dict,
+    train_file: str,
+    val_file: str | None,
+    output_dir: str,
+    n_train: int,
+    attempt: int = 1,
+    longest_example: int | None = None,
+    method: str | None = None,
+) -> TrainConfig:
+    """The plan's training section as a config; a retry after missed targets trains
+    longer. `method` overrides the plan's (an edit at a later gate)."""
+    t = plan["training"]
+    method = method or plan["adapter"]
+    lora = LoraSettings()
+    if t.get("lora_r"):
+        lora = LoraSettings(r=t["lora_r"], alpha=t["lora_alpha"],
+                            target_modules=t["target_modules"] or lora.target_modules)
+    targets = plan["targets"]
+    return TrainConfig(
+        model=plan["model_path"],
+        method=method,
+        train_file=train_file,
+        val_file=val_file,
+        output_dir=output_dir,
+        lora=lora,
+        learning_rate=t["learning_rate"],
+        num_epochs=t["epochs"] * retry_factor(attempt),
+        batch_size=t["batch_size"],
+        grad_accum=t["grad_accum"],
+        max_length=fit_max_length(longest_example) if longest_example else t["max_length"],
+        gradient_checkpointing=t["gradient_checkpointing"],
+        save_steps=save_cadence(n_train, t["batch_size"] * t["grad_accum"]),
+        bf16=plan["precision"] == "bf16",
+        evaluation=EvalSettings(primary_metric=targets["primary_metric"],
+                                min_gain=targets["min_gain"],
+                                loss_must_drop=targets["loss_must_drop"]),
     )
 
 

@@ -1,14 +1,16 @@
-"""config: write the editable config.yaml for this attempt."""
+"""config: write the editable config.yaml for this attempt, from the plan."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from agent.nodes.planner import PLAN_KEYS
 from tools.atomic import write_text
-from tools.train_config import apply_overrides, default_config, dump_yaml
+from tools.train_config import apply_overrides, config_from_plan, dump_yaml
 
 HEADER = """ftagent training config for run {run_id}, attempt {attempt}.
-Edit and re-run with:  python -m tools.train {path}
+Values come from the plan (plan.md says why); edit and re-run with:
+  python -m tools.train {path}
 """
 
 
@@ -17,18 +19,25 @@ def config(state: dict) -> dict:
     attempt = state.get("attempt", 0) + 1
     plan, report = state["plan"], state["data_report"]
     overrides = dict(state.get("overrides") or {})
+    method = overrides.pop("method", None)
+    # Plan choices (model, targets, budget, ...) were applied by the planner.
+    overrides = {k: v for k, v in overrides.items() if k not in PLAN_KEYS}
+    if plan["objective"] != "sft" or plan["method"] == "distillation":
+        raise ValueError(
+            f"the plan's method is {plan['method']}, which ftagent's trainer cannot run yet "
+            "(it runs supervised fine-tuning: LoRA, QLoRA, full); for prompt-only data, add "
+            "answers (or generate them with the teacher) and start a new run"
+        )
     out = run_dir / "train" / f"attempt-{attempt}"
-    cfg = default_config(
-        model=plan["model_path"],
-        method=overrides.pop("method", plan["method"]),
+    cfg = config_from_plan(
+        plan,
         train_file=report["split_paths"]["train"],
         val_file=report["split_paths"].get("val"),
         output_dir=str(out),
         n_train=report["splits"]["train"],
-        params=plan["params"],
-        bf16=plan["precision"] == "bf16",
         attempt=attempt,
         longest_example=(report.get("token_lengths") or {}).get("p100"),
+        method=method,
     )
     cfg = apply_overrides(cfg, overrides)
     path = out / "config.yaml"

@@ -1,4 +1,8 @@
-"""planner: goal + data + hardware -> plan.md and the strategy gate."""
+"""planner: goal + data + hardware -> plan.md, plan.json and the strategy gate.
+
+A rejected plan comes back here with the person's reason (the rules read it: "too slow",
+"use QLoRA", "permissive licence only", ...); an edited plan comes back with its choices
+(method, model, targets) fixed."""
 
 from __future__ import annotations
 
@@ -6,13 +10,37 @@ from pathlib import Path
 
 from agent.gates import GATES, GateRequest
 from tools.atomic import write_json, write_text
-from tools.plan import plan_markdown
+from tools.plan_report import plan_markdown
+from tools.plan_types import Constraints
 from tools.planner import plan_for
+
+# Edits at the strategy gate that change the plan itself (the rest are config changes).
+PLAN_KEYS = set(Constraints.model_fields)
+RUNNABLE = {"sft"}  # objectives the trainer runs today
+
+
+def strategy_feedback(state: dict) -> tuple[list[str], dict]:
+    """Reasons of rejected plans and the plan choices edited so far, oldest first."""
+    reasons, choices = [], {}
+    for record in state.get("history") or []:
+        if record.get("gate") != "strategy":
+            continue
+        if record["action"] == "reject" and record.get("reason"):
+            reasons.append(record["reason"])
+        if record["action"] == "edit":
+            choices.update({k: v for k, v in record["changes"].items() if k in PLAN_KEYS})
+    return reasons, choices
 
 
 def planner(state: dict) -> dict:
     run_dir = Path(state["run_dir"])
-    planned = plan_for(state["goal"], state["data_path"], state.get("model"), run_dir)
+    feedback, choices = strategy_feedback(state)
+    previous = (state.get("plan") or {}).get("model")
+    planned = plan_for(
+        state["goal"], state["data_path"], state.get("model"), run_dir,
+        constraints=Constraints(**choices), feedback=feedback, previous_model=previous,
+        require_local=True,
+    )
     plan = planned.plan
     write_text(run_dir / "plan.md", plan_markdown(plan))
     write_json(run_dir / "plan.json", plan.model_dump())
@@ -24,22 +52,34 @@ def planner(state: dict) -> dict:
             "params": planned.params,
             "max_context": planned.max_context,
         },
-        "history": [{"node": "planner", "method": plan.method, "task_type": plan.task_type}],
+        "history": [{"node": "planner", "method": plan.method, "model": plan.model,
+                     "task_type": plan.task_type, "feedback_applied": plan.feedback_applied}],
     }
 
 
 def strategy_request(state: dict) -> GateRequest:
     plan = state["plan"]
+    problems = list(plan.get("warnings") or [])
+    if plan["objective"] not in RUNNABLE or plan["method"] == "distillation":
+        problems.append(
+            f"ftagent's trainer runs supervised fine-tuning only so far; {plan['method']} is "
+            "the right method for this data but cannot be trained here yet."
+        )
+    summary = " ".join(plan["reasons"] + problems)
     return GateRequest(
         gate="strategy",
         title=GATES["strategy"],
         question=f"Train {plan['model']} with {plan['method'].upper()} for this goal?",
-        passed=plan["estimated_memory_gb"] <= plan["memory_budget_gb"],
-        summary=" ".join(plan["reasons"] + plan.get("notes", [])),
+        passed=bool(plan["fits"]) and not problems,
+        summary=summary,
         evidence={
             "plan": str(Path(state["run_dir"]) / "plan.md"),
             "method": plan["method"],
             "model": plan["model"],
             "targets": plan["targets"],
+            "memory_gb": plan["estimated_memory_gb"],
+            "usable_gb": plan["memory_budget_gb"],
+            "cost_usd": plan["estimates"]["cost_usd"],
+            "prompting_first": plan["prompting_first"],
         },
     )

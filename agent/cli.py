@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from agent.cli_config import app as config_app
 from agent.cli_data import app as data_app
 
 app = typer.Typer(
@@ -284,7 +285,8 @@ def plan(
         )
         planned = plan_for(goal, data, model, constraints=constraints, require_local=local_only)
     except ValidationError as exc:
-        raise _fail(f"bad constraint: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        first = exc.errors()[0]
+        raise _fail(f"bad constraint: {first['loc'][0]}: {first['msg']}") from None
     except (DataError, ModelNotFoundError) as exc:
         raise _fail(str(exc)) from None
     text = plan_markdown(planned.plan)
@@ -318,6 +320,7 @@ def main() -> None:
 
 
 app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
 
 
 if __name__ == "__main__":

@@ -90,14 +90,21 @@ def estimate(
     gradient_checkpointing: bool = False,
     device: str = "cpu",
     device_flops: float | None = None,
+    master_fp32: bool = False,
 ) -> Estimate:
+    """`master_fp32`: full fine-tuning with fp32 master weights and optimizer states
+    (mixed precision: 4 + 4 + 8 bytes per parameter), as on GPUs; without it the
+    weights, gradients and moments all stay in the training dtype (what ftagent's
+    trainer does on CPU, measured in the docs)."""
     act_bytes = 2.0 if precision in ("bf16", "fp16") else 4.0
     weight_kind = "nf4" if method == "qlora" else precision
+    if method == "full" and master_fp32:
+        weight_kind = "fp32"
     weights = shape.params * WEIGHT_BYTES[weight_kind]
     trainable = shape.params if method == "full" else lora_params(shape, lora_r, list(lora_targets))
     # Full: weights are already counted; gradient + AdamW's two moments in the weights'
     # dtype. LoRA: PEFT keeps adapters in fp32: value + gradient + two moments.
-    state = trainable * (3 * WEIGHT_BYTES[precision] if method == "full" else 16.0)
+    state = trainable * (3 * WEIGHT_BYTES[weight_kind] if method == "full" else 16.0)
     tokens = batch * seq
     h, i = shape.hidden_size, shape.intermediate_size
     per_layer_token = act_bytes * (14 * h + 4 * i)

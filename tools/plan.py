@@ -34,6 +34,7 @@ from tools.tasks import classify_task
 from tools.train_config import fit_max_length
 
 TRAIN_SHARE = 0.8  # the 80/10/10 split
+MAX_PLAN_LENGTH = 32768
 
 
 class Option:
@@ -62,16 +63,20 @@ def _option(card, inputs, c, task, seq, objective) -> Option:
 def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objective: str):
     """The best registry model for the task and hardware, and why (and why not others)."""
     hw = inputs.hardware
-    cap, cap_why = model_limits(task, c, hw)
+    cap, cap_why = model_limits(task, c, hw, inputs.data.kind)
     floor = c.min_params_b or 0.0
     deadline = deadline_h(c, hw)
     pool = inputs.candidates if inputs.candidates is not None else known_models()
-    viable, too_big = [], []
+    viable, too_big, restricted, short = [], [], [], []
     for card in pool:
         b = card.params / 1e9
         if c.licence == "permissive" and card.licence_kind != "permissive":
+            restricted.append(card.family)
             continue
-        if b < floor or card.context < min(inputs.data.tokens_p99, seq):
+        if card.context < inputs.data.tokens_p99:
+            short.append(card.family)
+            continue
+        if b < floor:
             continue
         opt = _option(card, inputs, c, task, seq, objective)
         if not opt.fit.fits or opt.timing.train_hours > deadline:
@@ -80,6 +85,12 @@ def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objecti
             continue
         (viable if b <= cap else too_big).append(opt)
     reasons = []
+    if restricted:
+        reasons.append(f"Permissive licences only (Apache-2.0, MIT), as asked: "
+                       f"{', '.join(sorted(set(restricted)))} left out.")
+    if short:
+        reasons.append(f"The data reaches {inputs.data.tokens_p99:,} tokens at p99: "
+                       f"{', '.join(sorted(set(short)))} have a shorter context.")
     if viable:
         best = max(viable, key=lambda o: rank_key(o.card, task))
         reasons.append(
@@ -111,7 +122,8 @@ def make_plan(inputs: PlanInputs) -> Plan:
     understood = classify_task(inputs.goal, data, c.teacher)
     task = understood.task_type
     objective = _objective(task, c.method)
-    seq = fit_max_length(data.tokens_max or data.tokens_p99 or None)
+    # p99, not the longest: the rare longer rows are dropped or cut at data_prep.
+    seq = fit_max_length(data.tokens_p99 or data.tokens_max or None, cap=MAX_PLAN_LENGTH)
     reasons = [f"Task: {task.replace('_', ' ')} ({'; '.join(understood.reasons)})."]
     warnings: list[str] = []
     alternatives: list[str] = []
@@ -146,6 +158,11 @@ def make_plan(inputs: PlanInputs) -> Plan:
                        f"({fit.adapter.upper()}).")
     if not fit.fits:
         warnings.append(f"Needs {fit.memory_gb} GB, more than the {fit.usable_gb:g} GB usable.")
+    hours, limit = chosen.timing.train_hours, deadline_h(c, hw)
+    if hours > limit:
+        took = f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.0f} hours"
+        warnings.append(f"Training would take about {took} on {where(hw)}, past the "
+                        f"{limit:g} h deadline: use a GPU or a smaller model.")
 
     first, first_why = prompting_first(task, data, c)
     if first_why:

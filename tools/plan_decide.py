@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from tools.data.facts import DataFacts
-from tools.estimate import WEIGHT_BYTES, GB
+from tools.estimate import GB, WEIGHT_BYTES
 from tools.hardware import Hardware
 from tools.plan_fit import Fit, precision_for, try_fit, usable_gb
 from tools.plan_types import Constraints, Targets, Training
@@ -32,7 +32,7 @@ TASK_MAX_B = {
 FULL_MIN_EXAMPLES = 20_000  # below this an adapter learns the same for far less memory
 FULL_TASKS = {"domain_knowledge", "code", "chat", "summarization"}
 LORA_WEIGHT_SHARE = 0.5  # bf16 base above half the GPU leaves too little for activations
-PROMPTING_MAX = 100  # below this, few-shot prompting usually does as well
+PROMPTING_MAX = 200  # below this, few-shot prompting usually does as well
 SIMPLE_PROMPTING_MAX = 500  # narrow tasks: few-shot often matches a small fine-tune
 SIMPLE_TASKS = {"classification", "extraction", "style"}
 DEADLINE_H = {"cpu": 4.0, "gpu": 24.0}
@@ -96,7 +96,8 @@ def choose_adapter(
     at = where(hw)
     if fixed in ("lora", "qlora", "full"):
         f = fit(fixed)
-        return f, f"{fixed.upper()} as you chose; it needs about {f.memory_gb} GB per device on {at}."
+        return f, (f"{fixed.upper()} as you chose; it needs about {f.memory_gb} GB per device "
+                   f"on {at}.")
     usable = usable_gb(hw)
     if n >= FULL_MIN_EXAMPLES and task in FULL_TASKS and hw.gpus:
         f = fit("full")
@@ -113,7 +114,8 @@ def choose_adapter(
     share = base_gb / usable if usable else 1.0
     if lora.fits and share <= LORA_WEIGHT_SHARE:
         return lora, (
-            f"LoRA: {n:,} examples; the {size(card.params)} base in {precision} takes {base_gb:.1f} GB, "
+            f"LoRA: {n:,} examples; the {size(card.params)} base in {precision} takes "
+            f"{base_gb:.1f} GB, "
             f"{share:.0%} of the {usable:g} GB usable on {at}; the run needs about "
             f"{lora.memory_gb} GB, the base stays frozen and the adapter is small."
         )
@@ -124,7 +126,8 @@ def choose_adapter(
             else f"its {precision} base alone would take {share:.0%} of the {usable:g} GB usable"
         )
         return qlora, (
-            f"QLoRA: {n:,} examples, {size(card.params)} model on {at}; {why}, leaving too little room for "
+            f"QLoRA: {n:,} examples, {size(card.params)} model on {at}; {why}, leaving too "
+            "little room for "
             f"longer sequences. A 4-bit NF4 base needs about {qlora.memory_gb} GB, with quality "
             "close to LoRA."
         )
@@ -134,10 +137,16 @@ def choose_adapter(
     )
 
 
-def model_limits(task: str, c: Constraints, hw: Hardware) -> tuple[float, list[str]]:
+def model_limits(
+    task: str, c: Constraints, hw: Hardware, kind: str = "chat"
+) -> tuple[float, list[str]]:
     """Largest model (billions) the task, latency and user allow, with the reasons."""
     cap = TASK_MAX_B.get(task, 8.5)
     why = [f"{task.replace('_', ' ')} rarely gains beyond ~{cap:g}B parameters"]
+    if kind == "multiple_choice":  # the answer format is easy; knowing the answer is not
+        cap = TASK_MAX_B["domain_knowledge"]
+        why = [f"multiple-choice answers are bounded by what the model knows, so up to "
+               f"~{cap:g}B"]
     if c.latency_ms is not None:
         lat = next((b for ms, b in LATENCY_MAX_B if c.latency_ms < ms), None)
         if lat is not None and lat < cap:

@@ -76,26 +76,30 @@ def try_fit(
     reference_copy: bool = False,
 ) -> Fit:
     """The first rung of the ladder that fits, else the last one (marked not fitting).
+    Adapters try data-parallel (a full copy per GPU) down the whole ladder before
+    sharding; full training shards (FSDP) whenever there are several GPUs.
     `reference_copy`: full-parameter DPO keeps a frozen copy of the model as reference."""
     precision = precision_for(hw)
     device = "cuda" if hw.gpus else "cpu"
     n = max(1, len(hw.gpus))
     limit = usable_gb(hw)
+    passes = [True] if adapter == "full" and n > 1 else [False, True] if n > 1 else [False]
     fit = None
-    for batch, gc in LADDER:
-        e = estimate(shape, adapter, precision, batch, seq, lora_r, targets, gc, device)
-        extra = e.parts_gb["weights"] if reference_copy else 0.0
-        # Adapters train data-parallel (a full copy per GPU); full training shards (FSDP).
-        sharded = adapter == "full" or e.total_gb > limit
-        mem = round(_per_device(e, n, sharded) + (extra / n if sharded else extra), 2)
-        strategy = "single" if n == 1 else ("fsdp" if sharded else "ddp")
-        fit = Fit(
-            adapter=adapter, precision=precision, batch_size=batch, gradient_checkpointing=gc,
-            memory_gb=mem, usable_gb=limit, parts_gb=e.parts_gb, strategy=strategy,
-            n_devices=n, fits=mem <= limit, trainable_params=e.trainable_params,
-        )
-        if fit.fits:
-            return fit
+    for sharded in passes:
+        for batch, gc in LADDER:
+            e = estimate(shape, adapter, precision, batch, seq, lora_r, targets, gc, device,
+                         master_fp32=bool(hw.gpus))
+            extra = e.parts_gb["weights"] if reference_copy else 0.0
+            mem = round(_per_device(e, n, sharded) + (extra / n if sharded else extra), 2)
+            strategy = "single" if n == 1 else ("fsdp" if sharded else "ddp")
+            fit = Fit(
+                adapter=adapter, precision=precision, batch_size=batch,
+                gradient_checkpointing=gc, memory_gb=mem, usable_gb=limit,
+                parts_gb=e.parts_gb, strategy=strategy, n_devices=n, fits=mem <= limit,
+                trainable_params=e.trainable_params,
+            )
+            if fit.fits:
+                return fit
     return fit
 
 

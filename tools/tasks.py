@@ -46,7 +46,7 @@ GOAL_WORDS: dict[str, tuple[str, ...]] = {
 PRIORITY = [t for t in GOAL_WORDS]
 
 TEACHER = re.compile(
-    r"(?:teacher|distil\w*\s+(?:from|of)|from)\s+[`'\"]?([\w./:-]*(?:gpt|claude|llama|qwen|"
+    r"(?:teacher|distil\w*(?:\s+(?:from|of))?|from)\s+[`'\"]?([\w./:-]*(?:gpt|claude|llama|qwen|"
     r"mistral|gemini|deepseek|70b|72b|405b)[\w./:-]*)",
     re.I,
 )

@@ -26,7 +26,8 @@ class LoraSettings(BaseModel):
         "this architecture (resolved when the config is written)",
     )
     use_dora: bool = Field(
-        False, description="DoRA: learn magnitude and direction separately (slower, can help at low r)"
+        False,
+        description="DoRA: learn magnitude and direction separately (slower, can help at low r)",
     )
     use_rslora: bool = Field(
         False, description="rsLoRA: scale by alpha/sqrt(r), steadier at high ranks (r >= 64)"
@@ -57,7 +58,9 @@ class EvalSettings(BaseModel):
     min_gain: float = Field(
         0.05, description="tuned must beat the base model by this much on the primary metric"
     )
-    loss_must_drop: bool = Field(True, description="held-out answer loss must fall below the base's")
+    loss_must_drop: bool = Field(
+        True, description="held-out answer loss must fall below the base's"
+    )
 
 
 class DeploySettings(BaseModel):
@@ -67,7 +70,9 @@ class DeploySettings(BaseModel):
     export_format: Literal["safetensors", "gguf"] = Field(
         "safetensors", description="format of the exported model"
     )
-    host: str = Field("127.0.0.1", description="address the server binds to (local only by default)")
+    host: str = Field(
+        "127.0.0.1", description="address the server binds to (local only by default)"
+    )
     port: int = Field(8000, ge=1, le=65535, description="port of the OpenAI-compatible server")
 
 

@@ -18,6 +18,7 @@ def trainer(state: dict) -> dict:
     def progress(row: dict) -> None:
         write({"type": "train_progress", "attempt": state["attempt"], **row})
 
+    check_before_training(cfg)
     result = run_training_job(state["config_path"], cfg.output_dir, on_metrics=progress)
     return {
         "train_result": result,
@@ -25,6 +26,24 @@ def trainer(state: dict) -> dict:
             {"node": "trainer", "steps": result["global_step"], "train_loss": result["train_loss"]}
         ],
     }
+
+
+def check_before_training(cfg) -> None:
+    """Pre-flight before a fresh start (versions, 4-bit backend, memory, disk, model files);
+    a job already started or finished is left to resume or report."""
+    from pathlib import Path
+
+    from tools.atomic import write_json
+    from tools.hardware import probe
+    from tools.preflight import format_report, preflight
+
+    out = Path(cfg.output_dir)
+    if (out / "job.json").exists() or (out / "result.json").exists():
+        return
+    report = preflight(cfg, probe(out.parent))
+    write_json(out / "preflight.json", report.model_dump())
+    if not report.ok:
+        raise RuntimeError(f"pre-flight check failed:\n{format_report(report)}")
 
 
 def training_request(state: dict) -> GateRequest:

@@ -1,0 +1,1 @@
+"""Measurements of the whole system (scenario tables, quality, benchmarks)."""

@@ -177,6 +177,12 @@ def test_plan_command_writes_plan_and_reasons(tmp_path, bundled_model):
     plan = json.loads((out / "plan.json").read_text())
     assert plan["method"] == "lora" and plan["task_type"] == "classification"
     assert plan["estimated_memory_gb"] < plan["memory_budget_gb"]
-    assert "250 examples" in (out / "plan.md").read_text() and "LoRA fits" in r.stdout
+    text = (out / "plan.md").read_text()
+    assert "250 examples" in text and "## Risks and mitigations" in text and "LoRA:" in r.stdout
+    small = ftagent("plan", "--goal", "route support messages", "--data", str(DEMO_DATA),
+                    "--max-params", "0.2", "--local-only", "--json")
+    assert small.returncode == 0, small.stderr
+    chosen = json.loads(small.stdout)
+    assert chosen["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and chosen["model_local"]
     bad = ftagent("plan", "--goal", "g", "--data", str(tmp_path / "none.jsonl"))
     assert bad.returncode == 2 and "file not found" in bad.stderr

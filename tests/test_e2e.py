@@ -77,7 +77,10 @@ def test_run_end_to_end_on_smollm2(tmp_path, bundled_model, small_data):
     assert manifest["status"] == "done"
     assert len(manifest["data"]["sha256"]) == 64
     assert set(manifest["data"]["split_sha256"]) == {"train", "val", "test"}
-    assert manifest["base_model"]["name"] == "smollm2-135m-instruct"
+    # No --model: the planner picked the registry model that is on this machine.
+    assert manifest["base_model"]["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    plan_text = (run_dir / "plan.md").read_text()
+    assert "## Risks and mitigations" in plan_text and "## Cost estimate" in plan_text
     assert manifest["packages"]["trl"] and manifest["config"]["method"] == "lora"
     tuned, base = manifest["metrics"]["tuned"], manifest["metrics"]["base"]
     assert tuned["loss"] < base["loss"]  # even a few steps teach the answer format

@@ -82,3 +82,30 @@ def test_run_killed_before_its_first_checkpoint_starts_over(tmp_path, tiny_model
     assert [e["node"] for e in events if e["type"] == "node_finished"] == ["planner"]
     lines = (run_dir / "events.jsonl").read_text().splitlines()
     assert len(lines) == len(events)
+
+
+def test_strategy_reject_replans_from_the_reason_and_edit_fixes_choices(
+    tmp_path, tiny_model, small_data
+):
+    import json
+
+    run_dir, initial = start(tmp_path, tiny_model, small_data)
+    config = {"configurable": {"thread_id": "t1"}}
+    graph = build_graph(open_checkpointer(run_dir / STATE_DB))
+    first = graph.invoke(initial, config)["__interrupt__"][0].value
+    assert first["gate"] == "strategy" and first["evidence"]["method"] == "lora"
+
+    reject = {"action": "reject", "reason": "use QLoRA, memory is tight"}
+    again = graph.invoke(Command(resume=reject), config)["__interrupt__"][0].value
+    assert again["gate"] == "strategy" and again["evidence"]["method"] == "qlora"
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["adapter"] == "qlora" and "method qlora" in plan["feedback_applied"][0]
+    assert "Changed after your feedback" in (run_dir / "plan.md").read_text()
+
+    edit = {"action": "edit", "changes": {"method": "lora", "min_gain": 0.2}}
+    edited = graph.invoke(Command(resume=edit), config)["__interrupt__"][0].value
+    assert edited["evidence"]["method"] == "lora"
+    assert edited["evidence"]["targets"]["min_gain"] == 0.2
+
+    stop = graph.invoke(Command(resume={"action": "reject", "reason": "stop, wrong data"}), config)
+    assert stop["status"] == "rejected" and not (run_dir / "data").exists()

@@ -95,7 +95,8 @@ def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objecti
         best = max(viable, key=lambda o: rank_key(o.card, task))
         reasons.append(
             f"Base model {best.card.id} ({size(best.card.params)}, {best.card.licence}): "
-            f"the best of {len(viable)} registry models that fit {where(hw)} and train within "
+            f"the best of {len(viable)} registry model{'s' if len(viable) > 1 else ''} that "
+            f"fit {where(hw)} and train within "
             f"{deadline:g} h" + (f" and ${c.budget_usd:g}" if c.budget_usd is not None else "")
             + f"; {'; '.join(cap_why)}."
         )
@@ -128,7 +129,8 @@ def make_plan(inputs: PlanInputs) -> Plan:
     warnings: list[str] = []
     alternatives: list[str] = []
 
-    fixed_card = inputs.model or (lookup(c.model) if c.model else None)
+    named = lookup(c.model) if c.model and c.model != inputs.constraints.model else None
+    fixed_card = named or inputs.model or (lookup(c.model) if c.model else None)
     if fixed_card is not None:
         chosen = _option(fixed_card, inputs, c, task, seq, objective)
         reasons.append(f"Base model {fixed_card.id} ({size(fixed_card.params)}) as given.")
@@ -157,7 +159,12 @@ def make_plan(inputs: PlanInputs) -> Plan:
                        f"prompts, then the {size(card.params)} student is trained on them "
                        f"({fit.adapter.upper()}).")
     if not fit.fits:
-        warnings.append(f"Needs {fit.memory_gb} GB, more than the {fit.usable_gb:g} GB usable.")
+        warnings.append(
+            f"Needs {fit.memory_gb} GB, more than the {fit.usable_gb:g} GB usable."
+            if fit.memory_gb > fit.usable_gb else
+            f"Needs {fit.memory_gb} GB of {fit.usable_gb:g} GB usable, with the frozen base "
+            "taking over half: too little headroom to plan on."
+        )
     hours, limit = chosen.timing.train_hours, deadline_h(c, hw)
     if hours > limit:
         took = f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.0f} hours"

@@ -119,6 +119,13 @@ def choose_adapter(
             f"{share:.0%} of the {usable:g} GB usable on {at}; the run needs about "
             f"{lora.memory_gb} GB, the base stays frozen and the adapter is small."
         )
+    if not hw.gpus:  # bitsandbytes 4-bit runs on CPUs, but far too slowly to train on
+        return lora.model_copy(update={"fits": False}), (
+            f"Does not fit well: {n:,} examples, {size(card.params)} model on {at}: LoRA "
+            f"needs about {lora.memory_gb} GB and the base alone takes {share:.0%} of usable "
+            "memory; QLoRA is not planned without a GPU (4-bit kernels on CPUs are too slow "
+            "to train)."
+        )
     qlora = fit("qlora")
     if qlora.fits:
         why = (
@@ -244,12 +251,20 @@ LARGER = ("bigger", "larger", "more capable", "better quality", "stronger", "too
 
 
 def apply_feedback(
-    c: Constraints, feedback: list[str], previous_params_b: float | None, known: list[ModelCard]
+    c: Constraints,
+    feedback: list[str | dict],
+    previous_params_b: float | None,
+    known: list[ModelCard],
 ) -> tuple[Constraints, list[str]]:
-    """Turn the reasons of rejected plans into constraints; say what was understood."""
+    """Turn rejected plans' reasons and edited choices, in order, into constraints (a later
+    decision wins); say what was understood."""
     c = c.model_copy()
     applied: list[str] = []
     for reason in feedback:
+        if isinstance(reason, dict):
+            c = Constraints.model_validate(c.model_dump() | reason)
+            applied += [f"{k} {v} (you set it)" for k, v in reason.items()]
+            continue
         text = reason.lower()
         for word, method in METHOD_WORDS:
             if re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text):

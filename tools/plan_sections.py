@@ -40,8 +40,10 @@ def dataset_requirements(task: str, data: DataFacts, seq: int) -> list[Item]:
     items = [
         Item(text=f"Size: you have {n:,} {unit}; about {need:,} recommended ({why}): {have}.",
              detail="" if n >= need else "More varied examples help more than more epochs."),
-        Item(text=f"Format: {data.schema_name} rows, read as {data.kind}; converted to one "
-             "chat form with the model's own chat template, loss on the answers only."),
+        Item(text=f"Format: {data.schema_name} rows, read as {data.kind}; "
+             + ("kept as prompt / chosen / rejected, rendered with the model's chat template."
+                if data.kind == "preference" else "converted to one chat form with the "
+                "model's own chat template, loss on the answers only.")),
         Item(text=f"Length: {data.tokens_p50} tokens typical, {data.tokens_p99} at p99, "
              f"{data.tokens_max} longest{'' if data.tokens_measured else ' (estimated)'}; "
              f"training max length {seq}."),

@@ -38,7 +38,9 @@ class PlanInputs(BaseModel):
     model: ModelCard | None = None  # the base model the user named, if any
     candidates: list[ModelCard] | None = None  # None: every model in the registry
     local_ids: list[str] = []  # candidates already on this machine
-    feedback: list[str] = []  # reasons given for rejected plans, oldest first
+    # Gate decisions on earlier plans, oldest first: a reason a plan was rejected (str),
+    # or plan choices a person edited (dict, e.g. {"method": "lora"}).
+    feedback: list[str | dict] = []
     previous_model: str | None = None  # the model of the last rejected plan
 
 

@@ -66,7 +66,7 @@ def plan_for(
     model: str | None = None,
     where: str | Path = ".",
     constraints: Constraints | None = None,
-    feedback: list[str] | None = None,
+    feedback: list[str | dict] | None = None,
     previous_model: str | None = None,
     require_local: bool = False,
 ) -> Planned:
@@ -80,9 +80,13 @@ def plan_for(
     constraints = constraints or Constraints()
     hw = probe(where)
     fixed = None
-    if model or constraints.model:
-        resolved = resolve_model(model or constraints.model)
+    edited = [f["model"] for f in feedback or [] if isinstance(f, dict) and f.get("model")]
+    name = edited[-1] if edited else model or constraints.model
+    if name:  # a model a person named must be loadable; a ModelNotFoundError says how
+        resolved = resolve_model(name)
         fixed = card_from_folder(resolved.path, resolved.name)
+        feedback = [f for f in feedback or [] if not isinstance(f, dict) or "model" not in f]
+        feedback += [{"model": fixed.id}] if edited else []
     local = local_model_ids()
     candidates = None
     if fixed is None and require_local:

@@ -19,27 +19,27 @@ PLAN_KEYS = set(Constraints.model_fields)
 RUNNABLE = {"sft"}  # objectives the trainer runs today
 
 
-def strategy_feedback(state: dict) -> tuple[list[str], dict]:
-    """Reasons of rejected plans and the plan choices edited so far, oldest first."""
-    reasons, choices = [], {}
+def strategy_feedback(state: dict) -> list[str | dict]:
+    """Reasons of rejected plans and plan choices edited, oldest first."""
+    out: list[str | dict] = []
     for record in state.get("history") or []:
         if record.get("gate") != "strategy":
             continue
         if record["action"] == "reject" and record.get("reason"):
-            reasons.append(record["reason"])
+            out.append(record["reason"])
         if record["action"] == "edit":
-            choices.update({k: v for k, v in record["changes"].items() if k in PLAN_KEYS})
-    return reasons, choices
+            choices = {k: v for k, v in record["changes"].items() if k in PLAN_KEYS}
+            if choices:
+                out.append(choices)
+    return out
 
 
 def planner(state: dict) -> dict:
     run_dir = Path(state["run_dir"])
-    feedback, choices = strategy_feedback(state)
     previous = (state.get("plan") or {}).get("model")
     planned = plan_for(
         state["goal"], state["data_path"], state.get("model"), run_dir,
-        constraints=Constraints(**choices), feedback=feedback, previous_model=previous,
-        require_local=True,
+        feedback=strategy_feedback(state), previous_model=previous, require_local=True,
     )
     plan = planned.plan
     write_text(run_dir / "plan.md", plan_markdown(plan))
@@ -48,7 +48,7 @@ def planner(state: dict) -> dict:
         "hardware": planned.hardware.model_dump(),
         "plan": plan.model_dump()
         | {
-            "model_path": str(planned.model_path),
+            "model_path": str(planned.model_path) if planned.model_path else None,
             "params": planned.params,
             "max_context": planned.max_context,
         },
@@ -60,6 +60,9 @@ def planner(state: dict) -> dict:
 def strategy_request(state: dict) -> GateRequest:
     plan = state["plan"]
     problems = list(plan.get("warnings") or [])
+    if not plan.get("model_path"):
+        problems.append(f"{plan['model']} is not on this machine: download it, or edit the "
+                        "plan with model=<a local folder>.")
     if plan["objective"] not in RUNNABLE or plan["method"] == "distillation":
         problems.append(
             f"ftagent's trainer runs supervised fine-tuning only so far; {plan['method']} is "

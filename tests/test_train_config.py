@@ -69,3 +69,30 @@ def test_max_length_fits_the_data():
     assert fit_max_length(183) == 192 and fit_max_length(20) == 128
     assert fit_max_length(10_000) == MAX_LENGTH_CAP
     assert make(longest_example=600).max_length == 640
+
+
+def test_planned_config_explains_its_values_and_still_round_trips(tmp_path):
+    from tools.config_why import config_rationale
+    from tools.data.facts import DataFacts
+    from tools.hardware import Hardware
+    from tools.plan import make_plan
+    from tools.plan_types import PlanInputs
+    from tools.registry import lookup
+    from tools.train_config import config_from_plan
+
+    hw = Hardware(cpu_cores=2, ram_gb=24, ram_available_gb=20, disk_free_gb=50)
+    data = DataFacts(n_examples=250, kind="classification", n_labels=10, tokens_p50=90,
+                     tokens_p99=130, tokens_max=170)
+    card = lookup("smollm2-135m-instruct")
+    plan = make_plan(PlanInputs(goal="route intents", data=data, hardware=hw, model=card))
+    plan_dict = plan.model_dump() | {"model_path": "m", "params": card.params}
+    cfg = config_from_plan(plan_dict, "t.jsonl", None, "o", n_train=200)
+    assert (cfg.num_epochs, cfg.learning_rate, cfg.lora.r, cfg.lora.alpha) == (3.0, 1e-3, 8, 16)
+    assert cfg.evaluation.primary_metric == "accuracy" and cfg.evaluation.min_gain == 0.10
+    why = config_rationale(cfg, plan_dict, 200)
+    text = dump_yaml(cfg, "h", why)
+    assert "# chosen: 200 training examples: 3 epochs under 500" in text
+    assert "  # chosen: 8: 8 under 500 examples" in text  # nested fields too
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_config(path) == cfg

@@ -134,18 +134,24 @@ def _comment(text: str, indent: str = "") -> str:
     return f"{indent}# {text}\n"
 
 
-def dump_yaml(cfg: TrainConfig, header: str = "") -> str:
-    """YAML with each field's help above it, so the file explains itself."""
+def dump_yaml(cfg: TrainConfig, header: str = "", why: dict[str, str] | None = None) -> str:
+    """YAML with each field's help above it, so the file explains itself; `why` adds, per
+    (dotted) field, the reason this value was chosen."""
     out = [_comment(line) for line in header.splitlines()] if header else []
     data = cfg.model_dump(mode="json")
+    why = why or {}
     for name, info in TrainConfig.model_fields.items():
         if info.description:
             out.append(_comment(info.description))
+        if name in why:
+            out.append(_comment(f"chosen: {why[name]}"))
         sub_model = getattr(cfg, name)
         if isinstance(sub_model, BaseModel):
             out.append(f"{name}:\n")
             for sub, sinfo in type(sub_model).model_fields.items():
                 out.append(_comment(sinfo.description or "", "  "))
+                if f"{name}.{sub}" in why:
+                    out.append(_comment(f"chosen: {why[f'{name}.{sub}']}", "  "))
                 line = yaml.safe_dump({sub: data[name][sub]}, default_flow_style=True, width=1e9)
                 out.append("  " + line.strip()[1:-1] + "\n")
         else:

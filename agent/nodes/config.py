@@ -6,12 +6,34 @@ from pathlib import Path
 
 from agent.nodes.planner import PLAN_KEYS
 from tools.atomic import write_text
+from tools.config_why import config_rationale
 from tools.train_config import apply_overrides, config_from_plan, dump_yaml
 
 HEADER = """ftagent training config for run {run_id}, attempt {attempt}.
 Values come from the plan (plan.md says why); edit and re-run with:
   python -m tools.train {path}
 """
+
+
+def check_planned_config(cfg, plan: dict, device: str) -> list:
+    """Settings that load but would train badly on this model; errors stop here, before
+    anything is launched, with what to change."""
+    import json
+
+    from tools.config_check import check_config
+
+    model_cfg = Path(cfg.model) / "config.json"
+    findings = check_config(
+        cfg,
+        json.loads(model_cfg.read_text()) if model_cfg.is_file() else None,
+        memory_budget_gb=plan.get("memory_budget_gb"),
+        device=device,
+    )
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise ValueError("the training config has errors:\n" + "\n".join(
+            f"  {f.field}: {f.message} {f.action}" for f in errors))
+    return findings
 
 
 def config(state: dict) -> dict:
@@ -40,8 +62,13 @@ def config(state: dict) -> dict:
         method=method,
     )
     cfg = apply_overrides(cfg, overrides)
+    why = config_rationale(cfg, plan, report["splits"]["train"], attempt)
+    for key in overrides:
+        why[key] = "edited at a gate"
+    gpus = (state.get("hardware") or {}).get("gpus")
+    findings = check_planned_config(cfg, plan, "cuda" if gpus else "cpu")
     path = out / "config.yaml"
-    text = dump_yaml(cfg, HEADER.format(run_id=state["run_id"], attempt=attempt, path=path))
+    text = dump_yaml(cfg, HEADER.format(run_id=state["run_id"], attempt=attempt, path=path), why)
     write_text(path, text)
     write_text(run_dir / "config.yaml", text)  # the current config, next to the plan
     return {
@@ -53,6 +80,7 @@ def config(state: dict) -> dict:
                 "attempt": attempt,
                 "epochs": cfg.num_epochs,
                 "learning_rate": cfg.learning_rate,
+                "findings": [f.model_dump() for f in findings],
             }
         ],
     }

@@ -15,12 +15,12 @@ from tools.config_io import (
     detect_format,
     from_axolotl,
     from_llamafactory,
-    from_openai_job,
     llamafactory_dataset_info,
     load_foreign,
     to_axolotl,
     to_llamafactory,
 )
+from tools.config_openai import from_openai_job
 from tools.train_config import TrainConfig
 
 ASSETS = Path(__file__).parent / "assets" / "foreign"

@@ -101,6 +101,13 @@ def estimate(
     if method == "full" and master_fp32:
         weight_kind = "fp32"
     weights = shape.params * WEIGHT_BYTES[weight_kind]
+    if method == "qlora":
+        # prepare_model_for_kbit_training upcasts every non-4-bit parameter (embeddings,
+        # norms, an untied lm_head) to fp32, and the fp32 norms make the residual stream
+        # and the adapters' activations fp32 whatever the compute dtype.
+        emb = embedding_params(shape)
+        weights = (shape.params - emb) * WEIGHT_BYTES["nf4"] + emb * 4.0
+        act_bytes = 4.0
     trainable = shape.params if method == "full" else lora_params(shape, lora_r, list(lora_targets))
     # Full: weights are already counted; gradient + AdamW's two moments in the weights'
     # dtype. LoRA: PEFT keeps adapters in fp32: value + gradient + two moments.
@@ -135,6 +142,19 @@ def estimate(
     )
 
 
+def _per_layer(h: int, inter: int, heads: int, kv: int, head_dim: int) -> int:
+    attn = h * heads * head_dim * 2 + h * kv * head_dim * 2
+    return attn + 3 * h * inter + 2 * h
+
+
+def embedding_params(shape: Shape) -> int:
+    """Input embeddings plus an untied output head: the parameters outside the blocks."""
+    s = shape
+    blocks = s.num_layers * _per_layer(s.hidden_size, s.intermediate_size, s.num_heads,
+                                       s.num_kv_heads, s.head_dim)
+    return max(0, s.params - blocks - s.hidden_size)
+
+
 def shape_from_config(cfg: dict) -> Shape:
     """A model's shape from its config.json (Llama-style names; most decoders use them)."""
     h, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
@@ -142,8 +162,7 @@ def shape_from_config(cfg: dict) -> Shape:
     heads = cfg.get("num_attention_heads") or 1
     kv = cfg.get("num_key_value_heads") or heads
     head_dim = cfg.get("head_dim") or h // heads
-    attn = h * heads * head_dim * 2 + h * kv * head_dim * 2
-    per_layer = attn + 3 * h * inter + 2 * h
+    per_layer = _per_layer(h, inter, heads, kv, head_dim)
     emb = vocab * h * (1 if cfg.get("tie_word_embeddings") else 2)
     return Shape(
         params=layers * per_layer + emb + h,

@@ -45,12 +45,28 @@ SETUPS = [  # (name, overrides of the training config)
         "full bf16, batch 4",
         {"method": "full", "bf16": True, "batch_size": 4, "learning_rate": 2e-5},
     ),
+    ("QLoRA nf4, bf16 compute, batch 8", {"method": "qlora", "bf16": True, "batch_size": 8}),
+    ("QLoRA nf4, bf16 compute, batch 2", {"method": "qlora", "bf16": True, "batch_size": 2}),
+    (
+        "LoRA fp32, batch 16, gradient checkpointing",
+        {"method": "lora", "bf16": False, "batch_size": 16, "gradient_checkpointing": True},
+    ),
 ]
+
+
+def token_lengths(path: str, model: Path) -> list[int]:
+    """Each training example's length in tokens with the model's chat template."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [len(tok.apply_chat_template(r["messages"], tokenize=True)) for r in rows]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--only", nargs="*", help="set-ups whose name contains one of these")
     args = ap.parse_args()
     from tools.data import PrepareOptions, prepare_dataset
     from tools.estimate import estimate, shape_from_config
@@ -66,8 +82,10 @@ def main() -> None:
             Path(tmp) / "data",
             PrepareOptions(model=str(model), near_dup_threshold=None),
         )
-        seq = data.token_lengths["p90"]  # a padded batch is as long as its longest row
+        lengths = sorted(token_lengths(data.split_paths["train"], model))
         for name, overrides in SETUPS:
+            if args.only and not any(o.lower() in name.lower() for o in args.only):
+                continue
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")
             cfg = default_config(
                 str(model),
@@ -90,6 +108,10 @@ def main() -> None:
             logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
             peak = max(r.get("cuda_peak_mb", r.get("peak_rss_mb", 0)) for r in logged) / 1024
             device = "cuda" if any("cuda_peak_mb" in r for r in logged) else "cpu"
+            # A padded batch is as long as its longest row, and the peak is the longest of
+            # the batches run: the expected maximum of steps x batch draws.
+            q = 1 - 1 / (args.steps * cfg.batch_size + 1)
+            seq = lengths[min(len(lengths) - 1, int(q * len(lengths)))]
             est = estimate(
                 shape,
                 cfg.method,
@@ -98,12 +120,13 @@ def main() -> None:
                 seq,
                 cfg.lora.r,
                 tuple(cfg.lora.target_modules),
+                gradient_checkpointing=cfg.gradient_checkpointing,
                 device=device,
             )
             err = (est.total_gb - peak) / peak
             rows.append((name, peak, est.total_gb, err))
             print(
-                f"{name:40} measured {peak:6.2f} GB  estimated {est.total_gb:6.2f} GB  "
+                f"{name:44} seq {seq:4}  measured {peak:6.2f} GB  estimated {est.total_gb:6.2f} GB "
                 f"error {err:+.0%}",
                 flush=True,
             )

@@ -55,9 +55,9 @@ def test_big_model_numbers_are_plausible():
     shape = shape_from_config(llama8b)
     assert 7.9e9 < shape.params < 8.1e9  # Llama-3.1-8B has 8.03B parameters
     qlora = estimate(
-        shape, "qlora", "bf16", batch=1, seq=2048, gradient_checkpointing=True, device="cuda"
+        shape, "qlora", "bf16", batch=1, seq=1024, gradient_checkpointing=True, device="cuda"
     )
     lora = estimate(
-        shape, "lora", "bf16", batch=1, seq=2048, gradient_checkpointing=True, device="cuda"
+        shape, "lora", "bf16", batch=1, seq=1024, gradient_checkpointing=True, device="cuda"
     )
     assert 5 < qlora.total_gb < 14 < 16 < lora.total_gb < 24  # QLoRA fits 16 GB, LoRA not

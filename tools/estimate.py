@@ -3,15 +3,21 @@
 Memory (bytes) = runtime + weights + trainable state + activations + logits, where
 - runtime: the process before any tensor (CPU: Python + torch + libraries, ~0.8 GB RSS;
   CUDA: context and kernels, ~0.5 GB);
-- weights: params x bytes per weight (fp32 4, bf16 2, nf4 ~0.56 with its constants);
+- weights: params x bytes per weight (fp32 4, bf16 2, nf4 ~0.56 with its constants; for
+  QLoRA the embeddings and an untied head stay fp32; full fine-tuning on a GPU keeps fp32
+  master weights);
 - trainable state: for LoRA the adapter's params x 16 bytes (fp32 value 4 + gradient 4 +
   AdamW's two moments 8); for full fine-tuning all params x 3 x the weight bytes
   (gradient + two moments in the weights' dtype; the values are the weights);
 - activations kept for backward, per token and layer: bytes x (14 h + 4 i) without
   gradient checkpointing (inputs of the attention and MLP projections, norms, residuals,
   the MLP's gate/up products; attention scores are not kept with SDPA), or bytes x h per
-  layer plus one layer's worth with checkpointing; times batch x seq tokens;
-- logits: batch x seq x vocab x 4 bytes x 3 (fp32 logits, softmax, their gradient).
+  layer plus one layer's worth with checkpointing; times batch x seq tokens; for
+  adapters also two fp32
+  copies of every adapted projection's input (PEFT's cast and dropout), per layer kept;
+- logits: batch x seq x vocab x 4 bytes x LOGIT_COPIES (fp32 logits, shifted copy,
+  log-softmax, gradients, TRL's entropy and accuracy metrics).
+The two copy counts are calibrated on the measured runs; the rest is counted.
 
 Time: FLOPs = 6 N tokens for full fine-tuning, ~4 N tokens for LoRA (no weight
 gradients for the frozen base), over a device rate (measured or known).
@@ -23,6 +29,11 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 GB = 2**30
+# fp32 copies of the logits alive at the peak: the logits, the shifted copy, log-softmax
+# and their gradients, and TRL's entropy / token-accuracy metrics; calibrated on the
+# measured runs in evals/bench/estimator.py.
+LOGIT_COPIES = 6
+LORA_INPUT_COPIES = 2
 WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "nf4": 0.5625}
 RUNTIME_BYTES = {"cpu": 0.8 * GB, "cuda": 0.5 * GB}
 # Sustained training FLOP/s when nothing was measured: 2-core CPU fp32/bf16 (see
@@ -61,9 +72,16 @@ class Estimate(BaseModel):
 
 def lora_params(shape: Shape, r: int, targets: list[str]) -> int:
     """Adapter parameters: r x (in + out) per targeted projection per layer."""
+    dims = _projection_dims(shape)
+    per_layer = sum(r * (a + b) for name, (a, b) in dims.items() if name in targets)
+    return per_layer * shape.num_layers
+
+
+def _projection_dims(shape: Shape) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each linear projection of a decoder block."""
     h, i = shape.hidden_size, shape.intermediate_size
     q_out, kv_out = shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
-    dims = {
+    return {
         "q_proj": (h, q_out),
         "k_proj": (h, kv_out),
         "v_proj": (h, kv_out),
@@ -75,8 +93,6 @@ def lora_params(shape: Shape, r: int, targets: list[str]) -> int:
         "qkv_proj": (h, q_out + 2 * kv_out),
         "gate_up_proj": (h, 2 * i),
     }
-    per_layer = sum(r * (a + b) for name, (a, b) in dims.items() if name in targets)
-    return per_layer * shape.num_layers
 
 
 def estimate(
@@ -103,11 +119,9 @@ def estimate(
     weights = shape.params * WEIGHT_BYTES[weight_kind]
     if method == "qlora":
         # prepare_model_for_kbit_training upcasts every non-4-bit parameter (embeddings,
-        # norms, an untied lm_head) to fp32, and the fp32 norms make the residual stream
-        # and the adapters' activations fp32 whatever the compute dtype.
+        # norms, an untied lm_head) to fp32.
         emb = embedding_params(shape)
         weights = (shape.params - emb) * WEIGHT_BYTES["nf4"] + emb * 4.0
-        act_bytes = 4.0
     trainable = shape.params if method == "full" else lora_params(shape, lora_r, list(lora_targets))
     # Full: weights are already counted; gradient + AdamW's two moments in the weights'
     # dtype. LoRA: PEFT keeps adapters in fp32: value + gradient + two moments.
@@ -119,7 +133,14 @@ def estimate(
         activations = tokens * (act_bytes * h * shape.num_layers + per_layer_token)
     else:
         activations = tokens * per_layer_token * shape.num_layers
-    logits = tokens * shape.vocab_size * 4.0 * 3
+    if method in ("lora", "qlora"):
+        # PEFT casts each adapted projection's input to the adapter's fp32 and keeps its
+        # dropout output: two fp32 copies of every targeted input, per layer kept.
+        dims = _projection_dims(shape)
+        inputs = sum(a for name, (a, _) in dims.items() if name in lora_targets)
+        kept = 1 if gradient_checkpointing else shape.num_layers
+        activations += tokens * LORA_INPUT_COPIES * 4.0 * inputs * kept
+    logits = tokens * shape.vocab_size * 4.0 * LOGIT_COPIES
     runtime = RUNTIME_BYTES["cuda" if device != "cpu" else "cpu"]
     parts = {
         "runtime": runtime,

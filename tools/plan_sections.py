@@ -128,6 +128,13 @@ def risks(
         out.append(Item(text=f"Longest example ({data.tokens_max} tokens) exceeds max length "
                         f"{seq}.", detail="Over-long rows are dropped at data_prep (or cut with "
                         "--truncate); raise max_length if memory allows."))
+    logits = fit.parts_gb.get("logits", 0.0)
+    if logits > 0.3 * fit.memory_gb:
+        out.append(Item(text=f"Memory is dominated by the logits ({logits:g} GB of "
+                        f"{fit.memory_gb:g} GB): long sequences x a {card.shape.vocab_size:,}-"
+                        "token vocabulary.",
+                        detail="A fused, chunked cross-entropy (Liger kernels on CUDA) cuts this; "
+                        "so do shorter max_length or micro-batch 1."))
     if fit.adapter == "qlora":
         out.append(Item(text="QLoRA is ~30% slower per step and trains against a 4-bit base.",
                         detail="The adapter is merged into the de-quantised base and checked "

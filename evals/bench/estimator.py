@@ -60,7 +60,8 @@ def token_lengths(path: str, model: Path) -> list[int]:
 
     tok = AutoTokenizer.from_pretrained(model)
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [len(tok.apply_chat_template(r["messages"], tokenize=True)) for r in rows]
+    return [len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=False))
+            for r in rows]
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ PLAN_FIELDS = (
 )
 SIZE_FIELDS = ("min_params_b", "max_params_b")  # bounds on the chosen model's size
 LENGTH_FIELD = "max_length_at_least"  # the training sequence length must cover this
-TEXT_FIELDS = {"mentions": "reasons", "warns": "warnings"}  # substrings in these lists
+# substrings in these lists (risks: text and mitigation)
+TEXT_FIELDS = {"mentions": "reasons", "warns": "warnings", "risks": "risks"}
 EXPECT_KEYS = (*PLAN_FIELDS, *SIZE_FIELDS, LENGTH_FIELD, *TEXT_FIELDS)
 SCENARIO_KEYS = {
     "id",
@@ -193,7 +194,7 @@ def compare(expect: dict, plan: Any) -> list[Mismatch]:
     if LENGTH_FIELD in expect and plan.training.max_length < expect[LENGTH_FIELD]:
         out.append(Mismatch(LENGTH_FIELD, f">= {expect[LENGTH_FIELD]}", plan.training.max_length))
     for key, attr in TEXT_FIELDS.items():
-        texts = getattr(plan, attr)
+        texts = [t if isinstance(t, str) else f"{t.text} {t.detail}" for t in getattr(plan, attr)]
         missing = [w for w in expect.get(key, []) if not _text_ok(w, texts)]
         if missing:
             out.append(Mismatch(key, missing, f"not in the plan's {attr}"))

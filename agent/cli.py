@@ -300,6 +300,54 @@ def plan(
 
 
 @app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="training config YAML (see `ftagent config`)")],
+) -> None:
+    """Train from a config: pre-flight check, then the recipe in its own process (a killed
+    command leaves it running; run it again to follow it or resume from its checkpoint)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tools.hardware import probe
+    from tools.jobs import TrainingFailed, run_training_job
+    from tools.preflight import format_report, preflight
+    from tools.train_config import load_config
+
+    try:
+        cfg = load_config(config)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    out = Path(cfg.output_dir)
+    if (out / "result.json").exists():
+        raise _fail(f"{out} holds a finished run; finished runs are never overwritten: "
+                    "choose a new output_dir")
+    if not (out / "job.json").exists():
+        report = preflight(cfg, probe(out.parent if out.parent.exists() else Path(".")))
+        if not report.ok:
+            raise _fail(f"pre-flight check failed:\n{format_report(report)}")
+    columns = (TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total} steps"), TextColumn("{task.fields[loss]}"), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("train", total=None, loss="")
+
+        def show(row: dict) -> None:
+            if row.get("max_steps"):
+                progress.update(task, total=row["max_steps"])
+            if "step" in row:
+                progress.update(task, completed=row["step"])
+            if "loss" in row:
+                progress.update(task, loss=f"loss {row['loss']:.4f}")
+            if row.get("event") in ("anomaly", "warning"):
+                progress.console.print(f"[yellow]{row['message']}[/] {row.get('fix', '')}")
+
+        try:
+            result = run_training_job(config, out, on_metrics=show)
+        except TrainingFailed as exc:
+            raise _fail(str(exc), EXIT_FAILED) from None
+    typer.echo(f"done: {result['global_step']} steps, train loss {result['train_loss']:.4f}; "
+               f"{result['output']}")
+
+
+@app.command()
 def demo(
     run_dir: Annotated[
         Path | None, typer.Option(help="run folder (default: runs/<run-id>)")

@@ -16,9 +16,16 @@ from pathlib import Path
 
 from tools.atomic import publish_dir, write_json
 from tools.train_config import TrainConfig, load_config
+from tools.train_sanity import masked_rows, sanity_callback
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
+EXIT_ANOMALY = 3
+
+
+class TrainingAnomaly(RuntimeError):
+    """Training stopped early because it could not learn; the message says why and what
+    to change."""
 
 
 def to_prompt_completion(row: dict) -> dict:
@@ -104,9 +111,7 @@ def _metrics_callback(path: Path):
             self._write(row)
 
         def _write(self, row: dict) -> None:
-            row["time"] = time.time()
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
+            _append(path, row)
 
     return MetricsWriter()
 
@@ -190,6 +195,7 @@ def train(cfg: TrainConfig) -> dict:
     ds = load_dataset("json", data_files=files)
     ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
     model, tokenizer = load_model(cfg)
+    sanity = sanity_callback(lambda problem: _append(out / METRICS_FILE, problem.as_row()))
     has_val = "validation" in ds
     early_stop = has_val and cfg.early_stopping_patience > 0
     # Early stopping keeps the best checkpoint, so evaluations must line up with saves.
@@ -210,6 +216,7 @@ def train(cfg: TrainConfig) -> dict:
         completion_only_loss=cfg.completion_only_loss,
         bf16=_use_bf16(cfg.bf16),
         logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
@@ -233,11 +240,15 @@ def train(cfg: TrainConfig) -> dict:
         eval_dataset=ds["validation"] if has_val else None,
         processing_class=tokenizer,
         peft_config=_peft_config(cfg),
-        callbacks=[_metrics_callback(out / METRICS_FILE)] + _early_stopping(cfg, early_stop),
+        callbacks=[_metrics_callback(out / METRICS_FILE), sanity]
+        + _early_stopping(cfg, early_stop),
     )
+    _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE)
     resume = last_complete_checkpoint(ckpt_dir)
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume)
+    if sanity.problem:
+        raise TrainingAnomaly(f"training stopped early, {sanity.problem}")
     final_name = "model" if cfg.method == "full" else "adapter"
     tmp = out / f".{final_name}.tmp"
     trainer.model.save_pretrained(tmp, safe_serialization=True)
@@ -258,6 +269,27 @@ def train(cfg: TrainConfig) -> dict:
     }
     write_json(out / RESULT_FILE, result)
     return result
+
+
+def _append(path: Path, row: dict) -> None:
+    row["time"] = time.time()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def _check_loss_tokens(dataset, metrics: Path) -> None:
+    """Rows with no token carrying loss teach nothing; all of them means a broken mask."""
+    empty, n = masked_rows(dataset)
+    if n and empty == n:
+        raise TrainingAnomaly(
+            "no training example has a token that carries loss: the chat template or "
+            "completion_only_loss masks every answer. Fix: check the loss preview in the data "
+            "report, or set completion_only_loss: false to see whether the template is at fault."
+        )
+    if empty:
+        _append(metrics, {"event": "warning", "kind": "masked_rows", "count": empty,
+                          "message": f"{empty} of {n} training examples have no token that "
+                          "carries loss (answers cut off by max_length?)"})
 
 
 def _early_stopping(cfg: TrainConfig, on: bool) -> list:
@@ -284,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except TrainingAnomaly as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ANOMALY
     print(json.dumps(result))
     return 0
 

@@ -1,4 +1,5 @@
-"""The SFT training recipe, run in its own process so a killed UI never kills training:
+"""The training recipe (SFT, or DPO on preference rows), run in its own process so a killed
+UI never kills training:
 
     python -m tools.train path/to/config.yaml
 
@@ -180,27 +181,52 @@ def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+def _trainer_for(cfg: TrainConfig, model, tokenizer, ds, common: dict, callbacks: list):
+    """TRL's SFTTrainer, or DPOTrainer for preference rows. With an adapter, DPO's
+    reference model is the base with the adapter disabled: no second copy in memory."""
+    if cfg.objective == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=cfg.dpo_beta)
+        cls = DPOTrainer
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, packing=cfg.packing,
+                         completion_only_loss=cfg.completion_only_loss)
+        cls = SFTTrainer
+    return cls(
+        model=model,
+        args=args,
+        train_dataset=ds["train"],
+        eval_dataset=ds["validation"] if "validation" in ds else None,
+        processing_class=tokenizer,
+        peft_config=_peft_config(cfg),
+        callbacks=callbacks,
+    )
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; return the result that is also written to result.json."""
     from tools.quiet import quiet_libraries
 
     quiet_libraries()
     from datasets import load_dataset
-    from trl import SFTConfig, SFTTrainer
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     files = {"train": cfg.train_file} | ({"validation": cfg.val_file} if cfg.val_file else {})
     ds = load_dataset("json", data_files=files)
-    ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
+    if cfg.objective == "sft":
+        ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
     model, tokenizer = load_model(cfg)
     sanity = sanity_callback(lambda problem: _append(out / METRICS_FILE, problem.as_row()))
     has_val = "validation" in ds
     early_stop = has_val and cfg.early_stopping_patience > 0
     # Early stopping keeps the best checkpoint, so evaluations must line up with saves.
     eval_steps = cfg.save_steps if early_stop else cfg.eval_steps
-    args = SFTConfig(
+    common = dict(
         output_dir=str(ckpt_dir),
         num_train_epochs=cfg.num_epochs,
         max_steps=cfg.max_steps,
@@ -212,8 +238,6 @@ def train(cfg: TrainConfig) -> dict:
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        packing=cfg.packing,
-        completion_only_loss=cfg.completion_only_loss,
         bf16=_use_bf16(cfg.bf16),
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
@@ -233,17 +257,10 @@ def train(cfg: TrainConfig) -> dict:
         use_cpu=not _cuda(),
         disable_tqdm=False,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=ds["train"],
-        eval_dataset=ds["validation"] if has_val else None,
-        processing_class=tokenizer,
-        peft_config=_peft_config(cfg),
-        callbacks=[_metrics_callback(out / METRICS_FILE), sanity]
-        + _early_stopping(cfg, early_stop),
-    )
-    _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE)
+    callbacks = [_metrics_callback(out / METRICS_FILE), sanity] + _early_stopping(cfg, early_stop)
+    trainer = _trainer_for(cfg, model, tokenizer, ds, common, callbacks)
+    if cfg.objective == "sft":
+        _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE)
     resume = last_complete_checkpoint(ckpt_dir)
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume)
@@ -258,6 +275,7 @@ def train(cfg: TrainConfig) -> dict:
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
     result = {
         "method": cfg.method,
+        "objective": cfg.objective,
         "output": str(out / final_name),
         "global_step": output.global_step,
         "train_loss": output.training_loss,

@@ -85,7 +85,18 @@ class TrainConfig(BaseModel):
     method: Literal["lora", "qlora", "full"] = Field(
         "lora", description="lora | qlora (4-bit base, bitsandbytes) | full"
     )
-    train_file: str = Field(description="JSONL of chat examples ({messages: [...]}) to train on")
+    objective: Literal["sft", "dpo"] = Field(
+        "sft", description="sft: learn the answers | dpo: learn to prefer chosen over rejected "
+        "answers (rows with prompt, chosen, rejected)"
+    )
+    dpo_beta: float = Field(
+        0.1, gt=0, description="DPO: how far the tuned model may move from the reference "
+        "(lower = further); 0.1 is the usual start"
+    )
+    train_file: str = Field(
+        description="JSONL to train on: chat rows ({messages: [...]}) for sft, "
+        "{prompt, chosen, rejected} rows for dpo"
+    )
     val_file: str | None = Field(None, description="JSONL used for validation loss")
     output_dir: str = Field(description="where checkpoints, the adapter and metrics.jsonl go")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
@@ -258,6 +269,8 @@ def config_from_plan(
     return TrainConfig(
         model=plan["model_path"],
         method=method,
+        objective="dpo" if plan.get("objective") == "dpo" else "sft",
+        dpo_beta=t.get("dpo_beta") or 0.1,
         train_file=train_file,
         val_file=val_file,
         output_dir=output_dir,

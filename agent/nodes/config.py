@@ -46,9 +46,9 @@ def config(state: dict) -> dict:
     overrides = {k: v for k, v in overrides.items() if k not in PLAN_KEYS}
     if plan["objective"] != "sft" or plan["method"] == "distillation":
         raise ValueError(
-            f"the plan's method is {plan['method']}, which ftagent's trainer cannot run yet "
-            "(it runs supervised fine-tuning: LoRA, QLoRA, full); for prompt-only data, add "
-            "answers (or generate them with the teacher) and start a new run"
+            f"the plan's method is {plan['method']}, which the workflow cannot finish yet: "
+            "for preference data train with `ftagent train` (objective: dpo); for prompt-only "
+            "data, add answers (or generate them with the teacher) and start a new run"
         )
     out = run_dir / "train" / f"attempt-{attempt}"
     cfg = config_from_plan(

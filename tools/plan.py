@@ -96,7 +96,7 @@ def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objecti
         reasons.append(
             f"Base model {best.card.id} ({size(best.card.params)}, {best.card.licence}): "
             f"the best of {len(viable)} registry model{'s' if len(viable) > 1 else ''} that "
-            f"fit {where(hw)} and train within "
+            f"fit{'' if len(viable) > 1 else 's'} {where(hw)} and train within "
             f"{deadline:g} h" + (f" and ${c.budget_usd:g}" if c.budget_usd is not None else "")
             + f"; {'; '.join(cap_why)}."
         )

@@ -223,12 +223,11 @@ def training_for(
 
 # --- targets ------------------------------------------------------------------------------
 
+# What the tester computes today for each task (ROUGE, F1, JSON validity come with it).
 METRICS = {
-    "classification": ["accuracy", "macro-F1", "held-out answer loss"],
-    "extraction": ["exact match", "JSON validity", "held-out answer loss"],
-    "summarization": ["ROUGE-L", "held-out answer loss"],
-    "code": ["exact match", "held-out answer loss"],
-    "preference": ["reward margin (chosen vs rejected log-prob)", "refusal rate"],
+    "classification": ["accuracy (label parsed from the answer)", "held-out answer loss",
+                       "perplexity"],
+    "preference": ["DPO reward margin on held-out pairs"],
 }
 GAINS = {"classification": 0.10, "extraction": 0.05}
 
@@ -236,7 +235,7 @@ GAINS = {"classification": 0.10, "extraction": 0.05}
 def targets_for(task: str, c: Constraints) -> tuple[Targets, list[str]]:
     metric = "accuracy" if task == "classification" else "exact_match"
     gain = c.min_gain if c.min_gain is not None else GAINS.get(task, 0.0)
-    metrics = METRICS.get(task, ["ROUGE-L", "chrF", "held-out answer loss"]) + [
+    metrics = METRICS.get(task, ["exact match", "held-out answer loss", "perplexity"]) + [
         "refusal rate on harmful requests (AdvBench), base vs tuned",
     ]
     return Targets(primary_metric=metric, min_gain=gain), metrics

@@ -96,8 +96,9 @@ def _duration(hours: float) -> str:
 def timeline(t: Timing, n: int, prompting: bool, objective: str) -> list[Item]:
     items = []
     if prompting:
-        items.append(Item(text="Few-shot baseline", detail="~1 h: run the prompt below on the "
-                          "test split; stop here if it meets the targets."))
+        items.append(Item(text="Few-shot baseline",
+                          detail="~1 h: run the few-shot prompt (in the approach) on the test "
+                          "split; stop here if it meets the targets."))
     items += [
         Item(text="Data preparation", detail=f"{_duration(n / 2e5 / 60 + 1 / 60)}: validate, "
              "fix, split, review at the dataset gate."),

@@ -63,7 +63,7 @@ def _option(card, inputs, c, task, seq, objective) -> Option:
 def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objective: str):
     """The best registry model for the task and hardware, and why (and why not others)."""
     hw = inputs.hardware
-    cap, cap_why = model_limits(task, c, hw, inputs.data.kind)
+    cap, cap_why = model_limits(task, c, inputs.data.kind)
     floor = c.min_params_b or 0.0
     deadline = deadline_h(c, hw)
     pool = inputs.candidates if inputs.candidates is not None else known_models()

@@ -144,9 +144,7 @@ def choose_adapter(
     )
 
 
-def model_limits(
-    task: str, c: Constraints, hw: Hardware, kind: str = "chat"
-) -> tuple[float, list[str]]:
+def model_limits(task: str, c: Constraints, kind: str = "chat") -> tuple[float, list[str]]:
     """Largest model (billions) the task, latency and user allow, with the reasons."""
     cap = TASK_MAX_B.get(task, 8.5)
     why = [f"{task.replace('_', ' ')} rarely gains beyond ~{cap:g}B parameters"]

@@ -52,6 +52,7 @@ def run_training_job(
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
             start_new_session=True,
+            env=training_env(),
         )
         (out / JOB_FILE).write_text(json.dumps({"pid": proc.pid, "started": _started(proc.pid)}))
         try:
@@ -72,6 +73,16 @@ def run_training_job(
             + "\n".join(tail)
         )
     return json.loads(done.read_text())
+
+
+def training_env() -> dict:
+    """The trainer's environment: glibc keeps freed memory instead of returning every
+    large tensor to the OS and faulting it back in on the next step (measured on
+    SmolLM2-135M: half the page faults)."""
+    env = dict(os.environ)
+    env.setdefault("MALLOC_MMAP_MAX_", "0")
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 40))
+    return env
 
 
 def _alive(pid: int) -> bool:

@@ -16,12 +16,24 @@ import time
 from pathlib import Path
 
 from tools.atomic import publish_dir, write_json
-from tools.train_config import TrainConfig, load_config
+from tools.train_config import PROMPT_METHODS, TrainConfig, load_config
+from tools.train_metrics import (
+    METRICS_FILE,
+    append_row,
+    metrics_callback,
+    plot_loss,
+    read_metrics,
+    summarize,
+)
+from tools.train_model import load_model, padding_free, peft_config, use_bf16
+from tools.train_oom import MAX_RETRIES, backoff, describe
+from tools.train_resume import ResumeMismatch, check_resume, load_backoff, save_backoff
 from tools.train_sanity import masked_rows, sanity_callback
 
 RESULT_FILE = "result.json"
-METRICS_FILE = "metrics.jsonl"
 EXIT_ANOMALY = 3
+
+__all__ = ["METRICS_FILE", "RESULT_FILE", "read_metrics", "train", "main"]
 
 
 class TrainingAnomaly(RuntimeError):
@@ -33,138 +45,6 @@ def to_prompt_completion(row: dict) -> dict:
     """Conversational prompt/completion: TRL then masks the prompt out of the loss."""
     msgs = row["messages"]
     return {"prompt": msgs[:-1], "completion": msgs[-1:]}
-
-
-def _use_bf16(setting) -> bool:
-    import torch
-
-    if setting == "auto":
-        if torch.cuda.is_available():
-            return torch.cuda.is_bf16_supported()
-        from tools.hardware import _cpu_has_bf16
-
-        return _cpu_has_bf16()
-    return bool(setting)
-
-
-def load_model(cfg: TrainConfig):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict = {"dtype": torch.bfloat16 if _use_bf16(cfg.bf16) else torch.float32}
-    if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        q = cfg.quantization
-        compute = kwargs["dtype"] if q.compute_dtype == "auto" else getattr(torch, q.compute_dtype)
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=q.quant_type,
-            bnb_4bit_use_double_quant=q.double_quant,
-            bnb_4bit_compute_dtype=compute,
-        )
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
-    if cfg.method == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gradient_checkpointing
-        )
-    return model, tokenizer
-
-
-def _peft_config(cfg: TrainConfig):
-    if cfg.method == "full":
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
-        use_dora=cfg.lora.use_dora,
-        use_rslora=cfg.lora.use_rslora,
-        task_type="CAUSAL_LM",
-    )
-
-
-def _metrics_callback(path: Path):
-    from transformers import TrainerCallback
-
-    class MetricsWriter(TrainerCallback):
-        """Append every log line to metrics.jsonl so other processes can follow along."""
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self._write({"event": "begin", "max_steps": state.max_steps, "step": state.global_step})
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            row = {
-                "event": "log",
-                "step": state.global_step,
-                "max_steps": state.max_steps,
-                **peak_memory_mb(),
-            }
-            row.update({k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))})
-            self._write(row)
-
-        def _write(self, row: dict) -> None:
-            _append(path, row)
-
-    return MetricsWriter()
-
-
-def peak_memory_mb() -> dict:
-    """Peak memory so far: process RSS (what a CPU run needs) and, on CUDA, the
-    allocator's peak (what a GPU run needs)."""
-    import resource
-
-    import torch
-
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if torch.cuda.is_available():
-        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
-
-
-def read_metrics(output_dir: str | Path) -> list[dict]:
-    path = Path(output_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return rows
-
-
-def plot_loss(rows: list[dict], out: Path) -> Path | None:
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    val = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    if not train:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(*zip(*train, strict=True), label="train loss")
-    if val:
-        ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
 
 
 def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
@@ -182,50 +62,117 @@ def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
 
 
 def _trainer_for(cfg: TrainConfig, model, tokenizer, ds, common: dict, callbacks: list):
-    """TRL's SFTTrainer, or DPOTrainer for preference rows. With an adapter, DPO's
-    reference model is the base with the adapter disabled: no second copy in memory."""
+    """TRL's SFTTrainer (with the selective loss), or DPOTrainer for preference rows. With
+    an adapter, DPO's reference model is the base with the adapter disabled: no second
+    copy in memory."""
     if cfg.objective == "dpo":
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, beta=cfg.dpo_beta)
         cls = DPOTrainer
     else:
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTConfig
 
-        args = SFTConfig(**common, packing=cfg.packing,
+        from tools.train_loss import fast_sft_trainer_class
+
+        flat = padding_free(cfg)
+        if flat and not cfg.packing:
+            # TRL enforces max_length only when packing; rows are cut below instead.
+            common = {**common, "max_length": None}
+        args = SFTConfig(**common, packing=cfg.packing, padding_free=flat,
                          completion_only_loss=cfg.completion_only_loss)
-        cls = SFTTrainer
-    return cls(
+        cls = _truncating(fast_sft_trainer_class(), None if cfg.packing else cfg.max_length)
+    trainer = cls(
         model=model,
         args=args,
         train_dataset=ds["train"],
         eval_dataset=ds["validation"] if "validation" in ds else None,
         processing_class=tokenizer,
-        peft_config=_peft_config(cfg),
+        peft_config=peft_config(cfg),
         callbacks=callbacks,
     )
+    if cfg.objective == "sft":
+        from tools.train_loss import keeps_logits
+
+        trainer._selective_loss = cfg.method not in PROMPT_METHODS and keeps_logits(trainer.model)
+    return trainer
+
+
+def _truncating(cls, max_length: int | None):
+    """The trainer class cutting tokenised rows to max_length (padding-free without
+    packing, where TRL leaves rows whole)."""
+    if max_length is None:
+        return cls
+
+    class Truncating(cls):
+        def _prepare_dataset(self, dataset, processing_class, args, *rest, **kwargs):
+            # TRL's own truncation (and its drop of fully masked rows) runs during
+            # preparation; max_length is set only for it, as the padding-free check in
+            # SFTTrainer's constructor refuses it otherwise.
+            args.max_length = max_length
+            try:
+                return super()._prepare_dataset(dataset, processing_class, args, *rest, **kwargs)
+            finally:
+                args.max_length = None
+
+    return Truncating
+
+
+def effective_config(cfg: TrainConfig, out: Path) -> TrainConfig:
+    """The config with the micro-batch an earlier out-of-memory back-off settled on."""
+    overrides = load_backoff(out)
+    return cfg.model_copy(update=overrides) if overrides else cfg
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) training; return the result that is also written to result.json."""
+    """Run (or resume) training; return the result that is also written to result.json.
+    On CUDA out-of-memory, retry from the last checkpoint with a halved micro-batch."""
     from tools.quiet import quiet_libraries
 
     quiet_libraries()
-    from datasets import load_dataset
-
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for _ in range(MAX_RETRIES + 1):
+        run_cfg = effective_config(cfg, out)
+        try:
+            return _train_once(run_cfg, out)
+        except Exception as exc:  # only CUDA's OOM is retried
+            if not _is_cuda_oom(exc):
+                raise
+            now = {k: getattr(run_cfg, k) for k in ("batch_size", "grad_accum",
+                                                    "gradient_checkpointing")}
+            nxt = backoff(**now)
+            if nxt is None:
+                raise TrainingAnomaly(
+                    "out of GPU memory even at micro-batch 1 with gradient checkpointing. "
+                    "Fix: lower max_length, use method qlora, or a smaller model.") from exc
+            message = describe(now, nxt)
+            _append(out / METRICS_FILE, {"event": "recovered", "kind": "oom", "message": message,
+                                         "fix": "set these in the config to skip the retry"})
+            print(message, file=sys.stderr)
+            save_backoff(out, nxt)
+            _free_cuda()
+    raise TrainingAnomaly("out of GPU memory after every back-off")
+
+
+def _train_once(cfg: TrainConfig, out: Path) -> dict:
+    from datasets import load_dataset
+
     ckpt_dir = out / "checkpoints"
+    resume = last_complete_checkpoint(ckpt_dir)
+    check_resume(out, cfg, resume)
     files = {"train": cfg.train_file} | ({"validation": cfg.val_file} if cfg.val_file else {})
     ds = load_dataset("json", data_files=files)
     if cfg.objective == "sft":
         ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
     model, tokenizer = load_model(cfg)
-    sanity = sanity_callback(lambda problem: _append(out / METRICS_FILE, problem.as_row()))
+    sanity = sanity_callback(lambda problem: _append(out / METRICS_FILE, problem.as_row()),
+                             cfg.loss_spike_factor)
     has_val = "validation" in ds
     early_stop = has_val and cfg.early_stopping_patience > 0
     # Early stopping keeps the best checkpoint, so evaluations must line up with saves.
     eval_steps = cfg.save_steps if early_stop else cfg.eval_steps
+    bf16 = use_bf16(cfg.bf16)
     common = dict(
         output_dir=str(ckpt_dir),
         num_train_epochs=cfg.num_epochs,
@@ -238,12 +185,12 @@ def train(cfg: TrainConfig) -> dict:
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        bf16=_use_bf16(cfg.bf16),
+        bf16=bf16,
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=2,
+        save_total_limit=cfg.save_total_limit,
         eval_strategy=("steps" if eval_steps else "epoch") if has_val else "no",
         eval_steps=eval_steps or None,
         load_best_model_at_end=early_stop,
@@ -252,52 +199,90 @@ def train(cfg: TrainConfig) -> dict:
         gradient_checkpointing=cfg.gradient_checkpointing,
         max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed,
-        report_to="none",
+        report_to=cfg.report_to or "none",
         dataloader_num_workers=0,
         use_cpu=not _cuda(),
         disable_tqdm=False,
+        torch_compile=cfg.torch_compile,
+        use_liger_kernel=_liger(cfg),
     )
-    callbacks = [_metrics_callback(out / METRICS_FILE), sanity] + _early_stopping(cfg, early_stop)
+    if "tensorboard" in cfg.report_to:
+        import os
+
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
+    callbacks = [metrics_callback(out / METRICS_FILE), sanity] + _early_stopping(cfg, early_stop)
     trainer = _trainer_for(cfg, model, tokenizer, ds, common, callbacks)
-    if cfg.objective == "sft":
-        _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE)
-    resume = last_complete_checkpoint(ckpt_dir)
+    main = trainer.is_world_process_zero()
+    if cfg.objective == "sft" and main:
+        _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE, len(ds["train"]))
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume)
     if sanity.problem:
         raise TrainingAnomaly(f"training stopped early, {sanity.problem}")
     final_name = "model" if cfg.method == "full" else "adapter"
-    tmp = out / f".{final_name}.tmp"
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    publish_dir(tmp, out / final_name)
-    rows = read_metrics(out)
-    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
-    result = {
-        "method": cfg.method,
-        "objective": cfg.objective,
-        "output": str(out / final_name),
-        "global_step": output.global_step,
-        "train_loss": output.training_loss,
-        "final_eval_loss": evals[-1] if evals else None,
-        "train_runtime_s": output.metrics.get("train_runtime"),
-        "wall_s": time.time() - started,
-        "resumed_from": resume,
-        "loss_plot": str(plot_loss(rows, out / "loss.png") or ""),
-    }
-    write_json(out / RESULT_FILE, result)
+    result: dict = {}
+    if main:
+        tmp = out / f".{final_name}.tmp"
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        publish_dir(tmp, out / final_name)
+        rows = read_metrics(out)
+        summary = summarize(rows)
+        result = {
+            "method": cfg.method,
+            "objective": cfg.objective,
+            "output": str(out / final_name),
+            "global_step": output.global_step,
+            "train_loss": output.training_loss,
+            **summary,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "checkpoints": sorted(str(p) for p in ckpt_dir.glob("checkpoint-*")),
+            "train_runtime_s": output.metrics.get("train_runtime"),
+            "wall_s": time.time() - started,
+            "resumed_from": resume,
+            "world_size": trainer.args.world_size,
+            "effective": {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+                          "gradient_checkpointing": cfg.gradient_checkpointing,
+                          "padding_free": padding_free(cfg),
+                          "attention": model.config._attn_implementation, "bf16": bf16},
+            "loss_plot": str(plot_loss(rows, out / "loss.png") or ""),
+        }
+        write_json(out / RESULT_FILE, result)
+    trainer.accelerator.wait_for_everyone()
     return result
 
 
+def _is_cuda_oom(exc: BaseException) -> bool:
+    import torch
+
+    return torch.cuda.is_available() and isinstance(exc, torch.OutOfMemoryError)
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def _liger(cfg: TrainConfig) -> bool:
+    if cfg.use_liger_kernel != "auto":
+        return bool(cfg.use_liger_kernel)
+    import importlib.util
+
+    return _cuda() and importlib.util.find_spec("liger_kernel") is not None
+
+
 def _append(path: Path, row: dict) -> None:
-    row["time"] = time.time()
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
+    append_row(path, row)
 
 
-def _check_loss_tokens(dataset, metrics: Path) -> None:
+def _check_loss_tokens(dataset, metrics: Path, rows_in: int) -> None:
     """Rows with no token carrying loss teach nothing; all of them means a broken mask."""
-    empty, n = masked_rows(dataset)
+    empty, n = masked_rows(dataset, rows_in if not hasattr(dataset, "num_rows") or
+                           "seq_lengths" not in dataset.column_names else None)
     if n and empty == n:
         raise TrainingAnomaly(
             "no training example has a token that carries loss: the chat template or "
@@ -336,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = train(cfg)
+    except ResumeMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except TrainingAnomaly as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ANOMALY

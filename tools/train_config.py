@@ -48,6 +48,21 @@ class QuantSettings(BaseModel):
     )
 
 
+class PromptLearningSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_virtual_tokens: int = Field(
+        20, ge=1, description="learned tokens put before each input (prompt_tuning, prefix_tuning)"
+    )
+    init_text: str | None = Field(
+        None, description="prompt_tuning: start the virtual tokens from this text's embeddings "
+        "(e.g. a one-line task description) instead of at random"
+    )
+
+
+PROMPT_METHODS = ("prompt_tuning", "prefix_tuning")
+
+
 class EvalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -82,8 +97,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="base model: a local HF folder or a name ftagent resolves")
-    method: Literal["lora", "qlora", "full"] = Field(
-        "lora", description="lora | qlora (4-bit base, bitsandbytes) | full"
+    method: Literal["lora", "qlora", "full", "prompt_tuning", "prefix_tuning"] = Field(
+        "lora", description="lora | qlora (4-bit base, bitsandbytes) | full | prompt_tuning | "
+        "prefix_tuning (the last two learn a few virtual tokens: cheapest, for small style "
+        "adjustments)"
     )
     objective: Literal["sft", "dpo"] = Field(
         "sft", description="sft: learn the answers | dpo: learn to prefer chosen over rejected "
@@ -103,14 +120,45 @@ class TrainConfig(BaseModel):
     quantization: QuantSettings = Field(
         default_factory=QuantSettings, description="4-bit loading, used when method is qlora"
     )
+    prompt_learning: PromptLearningSettings = Field(
+        default_factory=PromptLearningSettings,
+        description="virtual tokens, used when method is prompt_tuning or prefix_tuning",
+    )
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
     num_epochs: float = Field(3, gt=0, description="passes over the training set")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
     batch_size: int = Field(8, ge=1, description="sequences per device per forward pass")
     grad_accum: int = Field(1, ge=1, description="forward passes per optimizer step")
     max_length: int = Field(512, ge=16, description="tokens per sequence (longer are truncated)")
+    padding_free: bool = Field(
+        True, description="batch examples end to end with no pad tokens (position ids mark "
+        "where each starts; no example attends to another); off for prompt/prefix tuning"
+    )
     packing: bool = Field(
-        False, description="pack several examples per row (needs block-diagonal attention)"
+        False, description="also bin examples (best-fit decreasing) into rows of max_length "
+        "tokens; batch_size then counts rows, not examples"
+    )
+    attn_implementation: Literal[
+        "auto", "varlen", "sdpa", "eager", "flash_attention_2", "kernels-community/flash-attn2"
+    ] = Field(
+        "auto", description="attention kernel; auto: flash_attention_2 on CUDA when installed, "
+        "else per-example SDPA (varlen) for padding-free batches, else sdpa"
+    )
+    torch_compile: bool = Field(
+        False, description="compile the model with torch.compile (pays off on long GPU runs; "
+        "minutes of compile time on CPU)"
+    )
+    use_liger_kernel: Literal["auto", True, False] = Field(
+        "auto", description="Liger's fused Triton kernels; auto: on CUDA when liger-kernel is "
+        "installed"
+    )
+    report_to: list[str] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="where metrics also go besides metrics.jsonl: tensorboard, wandb, mlflow, "
+        "trackio ([] for none); TensorBoard logs land in output_dir/tensorboard",
+    )
+    trust_remote_code: bool = Field(
+        False, description="run Python code shipped with the model (only for models you trust)"
     )
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps warming up")
     lr_scheduler: str = Field("cosine", description="learning-rate schedule (transformers name)")
@@ -119,6 +167,9 @@ class TrainConfig(BaseModel):
         True, description="train only on the assistant's answer, not on the prompt"
     )
     save_steps: int = Field(20, ge=1, description="checkpoint every N optimizer steps")
+    save_total_limit: int = Field(
+        2, ge=1, description="checkpoints kept on disk (the best one is kept as well)"
+    )
     eval_steps: int = Field(0, ge=0, description="validation loss every N steps (0: each epoch)")
     seed: int = Field(42, description="seed for shuffling and initialisation")
     bf16: Literal["auto", True, False] = Field(
@@ -129,6 +180,10 @@ class TrainConfig(BaseModel):
         False, description="recompute activations in backward: far less memory, ~30% slower"
     )
     max_grad_norm: float = Field(1.0, gt=0, description="clip gradients to this norm")
+    loss_spike_factor: float = Field(
+        4.0, gt=1, description="stop when a step's loss exceeds this many times the median of "
+        "the last 20 steps (diverging run)"
+    )
     early_stopping_patience: int = Field(
         0, ge=0, description="stop after this many evaluations without a better validation "
         "loss, and keep the best checkpoint (0: off; needs val_file)"

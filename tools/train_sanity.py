@@ -10,6 +10,7 @@ import math
 
 WATCH_STEPS = 50  # "loss exactly 0" and "not moving" are only suspicious early on
 FLAT_STEPS = 10  # consecutive identical losses that mean nothing is learning
+SPIKE_WINDOW = 20  # steps whose median a spike is measured against
 
 
 class Problem:
@@ -28,7 +29,7 @@ def _bad(x) -> bool:
     return isinstance(x, float) and (math.isnan(x) or math.isinf(x))
 
 
-def diagnose(rows: list[dict]) -> Problem | None:
+def diagnose(rows: list[dict], spike_factor: float = 4.0) -> Problem | None:
     """The first problem in the training log rows (dicts with step, loss, grad_norm)."""
     losses = [r for r in rows if "loss" in r]
     if not losses:
@@ -53,6 +54,17 @@ def diagnose(rows: list[dict]) -> Problem | None:
         return Problem("grad_zero", step, "the gradient norm is 0: nothing is being trained.",
                        "check that the adapter's target_modules exist in this model and that "
                        "some tokens carry loss.")
+    window = [r["loss"] for r in losses[-SPIKE_WINDOW - 1:-1]]
+    if len(window) >= SPIKE_WINDOW // 2:
+        median = sorted(window)[len(window) // 2]
+        # Relative and absolute: at low losses a noisy batch can be 4x the median.
+        if median > 0 and loss > spike_factor * median and loss - median > 1.0:
+            return Problem("loss_spike", step, f"the loss jumped to {loss:.4f}, "
+                           f"{loss / median:.1f}x the median of the last {len(window)} steps "
+                           f"({median:.4f}): training is diverging.",
+                           "lower learning_rate (e.g. 3x), add warm-up (warmup_ratio 0.1) and "
+                           "keep max_grad_norm at 1.0; resume from the last checkpoint before "
+                           "the spike with the new settings in a new output_dir.")
     recent = [r["loss"] for r in losses[-FLAT_STEPS:]]
     if step <= WATCH_STEPS and len(recent) == FLAT_STEPS and len(set(recent)) == 1:
         return Problem("loss_flat", step, f"the loss has not moved for {FLAT_STEPS} steps "
@@ -62,7 +74,7 @@ def diagnose(rows: list[dict]) -> Problem | None:
     return None
 
 
-def sanity_callback(on_problem):
+def sanity_callback(on_problem, spike_factor: float = 4.0):
     """A TrainerCallback that stops training at the first problem `diagnose` finds and
     hands it to `on_problem`."""
     from transformers import TrainerCallback
@@ -76,7 +88,7 @@ def sanity_callback(on_problem):
             if self.problem or not logs or "loss" not in logs:
                 return
             self.rows.append({"step": state.global_step, **logs})
-            self.problem = diagnose(self.rows)
+            self.problem = diagnose(self.rows, spike_factor)
             if self.problem:
                 on_problem(self.problem)
                 control.should_training_stop = True
@@ -85,9 +97,16 @@ def sanity_callback(on_problem):
     return SanityCallback()
 
 
-def masked_rows(dataset) -> tuple[int, int]:
-    """(rows whose every token is masked from the loss, rows) of a tokenised TRL dataset."""
-    if "completion_mask" not in dataset.column_names:
-        return 0, len(dataset)
-    masks = dataset["completion_mask"]
-    return sum(1 for m in masks if not any(m)), len(masks)
+def masked_rows(dataset, rows_in: int | None = None) -> tuple[int, int]:
+    """(rows whose every token is masked from the loss, rows) of a tokenised TRL dataset.
+    TRL drops such rows itself after truncation: `rows_in` (the rows before tokenising)
+    counts those as masked too."""
+    n = len(dataset) if rows_in is None else rows_in
+    dropped = n - len(dataset)
+    if "labels" in dataset.column_names:
+        empty = sum(1 for lab in dataset["labels"] if all(x == -100 for x in lab))
+    elif "completion_mask" in dataset.column_names:
+        empty = sum(1 for m in dataset["completion_mask"] if not any(m))
+    else:
+        empty = 0
+    return empty + dropped, n

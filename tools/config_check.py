@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from tools.train_config import TrainConfig
+from tools.train_config import PROMPT_METHODS, TrainConfig
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -40,6 +40,12 @@ def _learning_rate(cfg: TrainConfig) -> list[Finding]:
             return [_warning("learning_rate", f"{lr:g} is high for full fine-tuning and "
                              "risks forgetting", "use 1e-5..5e-5, or switch to method lora")]
         return []
+    if cfg.method in PROMPT_METHODS:
+        # Only a few virtual-token embeddings move: they need rates LoRA would diverge at.
+        if not 1e-4 <= lr <= 1.0:
+            return [_warning("learning_rate", f"{lr:g} is outside 1e-4..1 where prompt and "
+                             "prefix tuning usually learn", "use 1e-3..3e-2")]
+        return []
     if not 1e-5 <= lr <= 1e-2:
         return [_error("learning_rate", f"{lr:g} is outside 1e-5..1e-2, where LoRA either "
                        "learns nothing or diverges", "use 1e-4..5e-4 (2e-4 is the usual)")]
@@ -50,7 +56,7 @@ def _learning_rate(cfg: TrainConfig) -> list[Finding]:
 
 
 def _lora_shape(cfg: TrainConfig, model_config: dict | None) -> list[Finding]:
-    if cfg.method == "full":
+    if cfg.method == "full" or cfg.method in PROMPT_METHODS:
         return []
     out = []
     r, alpha = cfg.lora.r, cfg.lora.alpha
@@ -85,7 +91,7 @@ def _valid_targets(cfg: TrainConfig, model_config: dict | None) -> list[str] | N
 
 def _targets(cfg: TrainConfig, model_config: dict | None) -> list[Finding]:
     targets = cfg.lora.target_modules
-    if cfg.method == "full" or targets == "all-linear":
+    if cfg.method == "full" or cfg.method in PROMPT_METHODS or targets == "all-linear":
         return []
     valid = _valid_targets(cfg, model_config)
     if valid is None:  # unknown architecture: nothing to check against

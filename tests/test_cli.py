@@ -118,7 +118,7 @@ def test_killed_run_resumes_training_from_its_checkpoint(tmp_path, tiny_model):
     )
     attempt = run_dir / "train" / "attempt-1"
     deadline = time.time() + 300
-    while not list(attempt.glob("checkpoints/*/trainer_state.json")) and time.time() < deadline:
+    while not list(attempt.glob("checkpoints/*/COMPLETE")) and time.time() < deadline:
         assert proc.poll() is None, "the run ended before a checkpoint was written"
         time.sleep(0.2)
     trainer_pid = json.loads((attempt / "job.json").read_text())["pid"]

@@ -52,15 +52,22 @@ def test_load_config_errors_name_file_and_field(tmp_path):
 
 def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
     from tools.train import last_complete_checkpoint
+    from tools.train_checkpoint import mark_complete
 
     assert last_complete_checkpoint(tmp_path / "none") is None
-    for step, complete in [(5, True), (10, True), (15, False)]:
+    for step, state in [(5, "marked"), (10, "marked"), (15, "state-only"), (20, "weights")]:
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         (folder / "adapter_model.safetensors").write_bytes(b"x")
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
+        if state != "weights":
+            (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+        if state == "marked":
+            mark_complete(folder, step)
+    # 15 has every file but was killed before its marker; 20 died mid-write.
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    with pytest.raises(ValueError):  # a half-written trainer_state.json is never marked
+        (tmp_path / "checkpoint-20" / "trainer_state.json").write_text('{"glob')
+        mark_complete(tmp_path / "checkpoint-20", 20)
 
 
 def test_max_length_fits_the_data():

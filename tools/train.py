@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tools.atomic import publish_dir, write_json
+from tools.train_checkpoint import last_complete_checkpoint, with_complete_markers
 from tools.train_config import PROMPT_METHODS, TrainConfig, load_config
 from tools.train_metrics import (
     METRICS_FILE,
@@ -33,7 +34,8 @@ from tools.train_sanity import masked_rows, sanity_callback
 RESULT_FILE = "result.json"
 EXIT_ANOMALY = 3
 
-__all__ = ["METRICS_FILE", "RESULT_FILE", "read_metrics", "train", "main"]
+__all__ = ["METRICS_FILE", "RESULT_FILE", "last_complete_checkpoint", "read_metrics", "train",
+           "main"]
 
 
 class TrainingAnomaly(RuntimeError):
@@ -45,20 +47,6 @@ def to_prompt_completion(row: dict) -> dict:
     """Conversational prompt/completion: TRL then masks the prompt out of the loss."""
     msgs = row["messages"]
     return {"prompt": msgs[:-1], "completion": msgs[-1:]}
-
-
-def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest checkpoint that was fully written. A run killed while saving leaves a
-    folder without trainer_state.json (the Trainer writes it after weights, optimizer
-    and RNG state), which must not be resumed from."""
-    if not ckpt_dir.is_dir():
-        return None
-    found = []
-    for path in ckpt_dir.glob("checkpoint-*"):
-        step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and (path / "trainer_state.json").is_file():
-            found.append((int(step), path))
-    return str(max(found)[1]) if found else None
 
 
 def _trainer_for(cfg: TrainConfig, model, tokenizer, ds, common: dict, callbacks: list):
@@ -82,7 +70,7 @@ def _trainer_for(cfg: TrainConfig, model, tokenizer, ds, common: dict, callbacks
         args = SFTConfig(**common, packing=cfg.packing, padding_free=flat,
                          completion_only_loss=cfg.completion_only_loss)
         cls = _truncating(fast_sft_trainer_class(), None if cfg.packing else cfg.max_length)
-    trainer = cls(
+    trainer = with_complete_markers(cls)(
         model=model,
         args=args,
         train_dataset=ds["train"],

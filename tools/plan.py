@@ -185,6 +185,12 @@ def make_plan(inputs: PlanInputs) -> Plan:
     for o in sorted(viable, key=lambda o: rank_key(o.card, task), reverse=True)[1:3]:
         alternatives.append(f"{o.card.id} ({size(o.card.params)}, {o.fit.adapter.upper()}, "
                             f"{o.fit.memory_gb} GB, ~{o.timing.train_hours:.2g} h)")
+    if task == "style" and objective == "sft" and data.n_examples < 500:
+        alternatives.append(
+            f"Prompt tuning ({data.n_examples:,} style examples): PEFT learns 20 virtual "
+            "tokens instead of LoRA weights, the cheapest option for a small style adjustment "
+            "(nothing to merge; the base stays untouched). Set `method: prompt_tuning` and "
+            "`learning_rate: 0.01` in config.yaml (prefix tuning: `method: prefix_tuning`).")
     if inputs.local_ids and card.id not in inputs.local_ids and card.local not in inputs.local_ids:
         warnings.append(f"{card.id} is not on this machine.")
     if data.kind == "prompts" and method != "distillation":

@@ -81,6 +81,10 @@ class EventPrinter:
             info.append(f"loss {e['loss']:.4f}")
         if "eval_loss" in e:
             info.append(f"val {e['eval_loss']:.4f}")
+        if e.get("tokens_per_s"):
+            info.append(f"{e['tokens_per_s']:.0f} tok/s")
+        if e.get("event") in ("anomaly", "warning", "recovered"):
+            self.console.print(f"  [yellow]{e['message']}[/] {e.get('fix', '')}")
         kwargs = {"info": "  ".join(info)} if info else {}
         self.progress.update(self.task, completed=e.get("step", 0), total=total, **kwargs)
 

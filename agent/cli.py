@@ -302,6 +302,24 @@ def plan(
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="training config YAML (see `ftagent config`)")],
+    launch: Annotated[
+        str | None,
+        typer.Option(help="none: one process; accelerate: `accelerate launch` (implied by "
+                     "--num-processes above 1)"),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="training processes: one per GPU, or DDP over gloo on CPU "
+                     "(default 1; with --launch accelerate, every GPU)"),
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option(help="several GPUs: auto (full: fsdp, adapters: ddp), ddp, fsdp or "
+                          "deepspeed (needs `pip install deepspeed`)")
+    ] = "auto",
+    print_command: Annotated[
+        bool, typer.Option("--print-command", help="print the launch command (and write the "
+                           "accelerate config for several GPUs), then exit without training")
+    ] = False,
 ) -> None:
     """Train from a config: pre-flight check, then the recipe in its own process (a killed
     command leaves it running; run it again to follow it or resume from its checkpoint)."""
@@ -317,9 +335,13 @@ def train(
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     out = Path(cfg.output_dir)
-    if (out / "result.json").exists():
+    if (out / "result.json").exists() and not print_command:
         raise _fail(f"{out} holds a finished run; finished runs are never overwritten: "
                     "choose a new output_dir")
+    launch, n, accel_config = _launch_plan(cfg, config, launch, num_processes, strategy,
+                                           print_command)
+    if print_command:
+        raise typer.Exit(0)
     if not (out / "job.json").exists():
         report = preflight(cfg, probe(out.parent if out.parent.exists() else Path(".")))
         if not report.ok:
@@ -340,11 +362,51 @@ def train(
                 progress.console.print(f"[yellow]{row['message']}[/] {row.get('fix', '')}")
 
         try:
-            result = run_training_job(config, out, on_metrics=show)
+            result = run_training_job(config, out, on_metrics=show, num_processes=n,
+                                      launch=launch, accelerate_config=accel_config)
         except TrainingFailed as exc:
             raise _fail(str(exc), EXIT_FAILED) from None
     typer.echo(f"done: {result['global_step']} steps, train loss {result['train_loss']:.4f}; "
                f"{result['output']}")
+
+
+def _launch_plan(cfg, config: Path, launch: str | None, num_processes: int | None,
+                 strategy: str, print_command: bool) -> tuple[str, int, Path | None]:
+    """How `train` starts the recipe: (launch, processes, accelerate config file or None);
+    with --print-command, print the command it would run."""
+    import shlex
+
+    from tools import train_launch as tl
+    from tools.jobs import job_command
+
+    if launch not in (None, "none", "accelerate"):
+        raise _fail(f"--launch must be none or accelerate, got '{launch}'")
+    if strategy not in ("auto", *tl.STRATEGIES):
+        raise _fail(f"--strategy must be auto or one of {', '.join(tl.STRATEGIES)}, "
+                    f"got '{strategy}'")
+    if launch == "none" and (num_processes or 1) > 1:
+        raise _fail("--num-processes above 1 needs --launch accelerate")
+    launch = launch or ("accelerate" if (num_processes or 1) > 1 else "none")
+    accel_config, n = None, num_processes or 1
+    if launch == "accelerate":
+        gpus = tl.cuda_devices()
+        n = num_processes or max(1, gpus)
+        if gpus and n > gpus:
+            raise _fail(f"--num-processes {n} but torch sees {gpus} GPU(s)")
+        # Several GPUs: DDP, FSDP2 or ZeRO-3 from a config file; CPU processes need none.
+        accel_config = tl.prepare_config(cfg, n, strategy) if gpus and n > 1 else None
+    missing_ds = accel_config and strategy == "deepspeed" and not tl.deepspeed_installed()
+    if missing_ds and not print_command:
+        raise _fail(f"deepspeed is not installed: `pip install deepspeed`, or choose "
+                    f"--strategy fsdp (config written to {accel_config})")
+    if print_command:
+        typer.echo(shlex.join(job_command(config, n, launch, accel_config)))
+        if accel_config:
+            typer.echo(f"accelerate config: {accel_config}")
+        if missing_ds:
+            typer.secho("note: deepspeed is not installed; `pip install deepspeed` first",
+                        fg="yellow", err=True)
+    return launch, n, accel_config
 
 
 @app.command()

@@ -60,7 +60,7 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
         folder.mkdir()
         (folder / "adapter_model.safetensors").write_bytes(b"x")
         if state != "weights":
-            (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+            (folder / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
         if state == "marked":
             mark_complete(folder, step)
     # 15 has every file but was killed before its marker; 20 died mid-write.

@@ -24,12 +24,17 @@ def run_training_job(
     output_dir: str | Path,
     on_metrics: Callable[[dict], None] | None = None,
     poll_s: float = 1.0,
+    num_processes: int = 1,
+    launch: str = "auto",
+    accelerate_config: str | Path | None = None,
 ) -> dict:
     """Run `python -m tools.train CONFIG` to completion; stream each metrics row.
 
     A finished job (result.json present) is not run again; a job still running from an
     earlier, killed watcher is followed to its end; an unfinished one resumes from its
-    last checkpoint inside the recipe.
+    last checkpoint inside the recipe. With `num_processes` > 1 (or launch="accelerate")
+    the recipe runs under `accelerate launch`, optionally with an accelerate config file;
+    job.json then holds the launcher's pid, which outlives every rank.
     """
     out = Path(output_dir)
     done = out / RESULT_FILE
@@ -47,7 +52,7 @@ def run_training_job(
         # Its own session: a Ctrl-C meant for the agent does not reach the trainer, and a
         # killed agent leaves training running.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.train", str(config_path)],
+            job_command(config_path, num_processes, launch, accelerate_config),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
@@ -67,12 +72,30 @@ def run_training_job(
             proc.wait(timeout=60)
             raise
     if proc.returncode != 0 or not done.exists():
-        tail = log_path.read_text(errors="replace").splitlines()[-15:]
+        lines = log_path.read_text(errors="replace").splitlines()
+        # Under accelerate the log ends with torchrun's summary; the recipe's own
+        # "error: ..." line (the diagnosis and its fix) is higher up.
+        said = [x for x in lines if x.startswith("error: ")][-1:]
         raise TrainingFailed(
             f"training exited with code {proc.returncode}; last lines of {log_path}:\n"
-            + "\n".join(tail)
+            + "\n".join(said + [x for x in lines[-15:] if x not in said])
         )
     return json.loads(done.read_text())
+
+
+def job_command(config_path, num_processes: int = 1, launch: str = "auto",
+                accelerate_config=None) -> list[str]:
+    """The recipe's command line: plain, or under `accelerate launch` (several processes,
+    an accelerate config, or launch="accelerate")."""
+    if launch not in ("auto", "none", "accelerate"):
+        raise ValueError(f"launch must be auto, none or accelerate, got '{launch}'")
+    if launch == "none" and (num_processes > 1 or accelerate_config):
+        raise ValueError("several processes or an accelerate config need launch='accelerate'")
+    if launch == "accelerate" or num_processes > 1 or accelerate_config:
+        from tools.train_launch import launch_command
+
+        return launch_command(config_path, num_processes, extra_config_file=accelerate_config)
+    return [sys.executable, "-m", "tools.train", str(config_path)]
 
 
 def training_env() -> dict:

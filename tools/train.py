@@ -154,8 +154,11 @@ def _train_once(cfg: TrainConfig, out: Path) -> dict:
     if cfg.objective == "sft":
         ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
     model, tokenizer = load_model(cfg)
-    sanity = sanity_callback(lambda problem: _append(out / METRICS_FILE, problem.as_row()),
-                             cfg.loss_spike_factor)
+    # Every rank sees the same gathered loss and diagnoses it; only the main one writes
+    # (`main` is bound below, before training calls this).
+    sanity = sanity_callback(
+        lambda problem: main and _append(out / METRICS_FILE, problem.as_row()),
+        cfg.loss_spike_factor)
     has_val = "validation" in ds
     early_stop = has_val and cfg.early_stopping_patience > 0
     # Early stopping keeps the best checkpoint, so evaluations must line up with saves.

@@ -78,7 +78,22 @@ def metrics_callback(path: Path):
     return MetricsWriter()
 
 
+def current_rows(rows: list[dict]) -> list[dict]:
+    """The log and eval rows of the run as it stands: a resumed process starts at its
+    checkpoint's step (its `begin` row), so what the killed process logged after that step
+    was redone and is dropped. Other events are kept."""
+    out: list[dict] = []
+    for r in rows:
+        if r.get("event") == "begin" and out:
+            s = r.get("step") or 0
+            out = [x for x in out if x.get("event") not in ("log", "eval")
+                   or x.get("step", 0) <= s]
+        out.append(r)
+    return out
+
+
 def plot_loss(rows: list[dict], out: Path) -> Path | None:
+    rows = current_rows(rows)
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     val = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     if not train:
@@ -132,6 +147,7 @@ def _mean(xs: list[float]) -> float:
 
 def summarize(rows: list[dict]) -> dict:
     """Final and best losses, anomalies and warnings of a finished run, for its gate."""
+    rows = current_rows(rows)
     train = [r["loss"] for r in rows if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     anomalies = [{k: r[k] for k in ("kind", "step", "message", "fix") if k in r}
@@ -148,5 +164,7 @@ def summarize(rows: list[dict]) -> dict:
         "best_eval_step": best[0] if best else None,
         "tokens_per_s": speeds[-1] if speeds else None,
         "anomalies": anomalies,
-        "warnings": [r["message"] for r in rows if r.get("event") == "warning"],
+        # A resumed run checks its data again: each warning once.
+        "warnings": list(dict.fromkeys(r["message"] for r in rows
+                                       if r.get("event") == "warning")),
     }

@@ -64,13 +64,24 @@ def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key}: checkpoint has {_short(a)}, this config has {_short(b)}")
+            sa, sb = _shorten(json.dumps(a), json.dumps(b))
+            out.append(f"{prefix}{key}: checkpoint has {sa}, this config has {sb}")
     return out
 
 
-def _short(v) -> str:
-    s = json.dumps(v)
-    return s if len(s) <= 20 else s[:12] + "..."
+def _shorten(a: str, b: str, width: int = 24) -> tuple[str, str]:
+    """Both values cut to `width` characters around where they first differ, so that two
+    long values with a common start (model paths, module lists) still read differently."""
+    if max(len(a), len(b)) <= 40:
+        return a, b
+    diff = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    start = max(0, next(diff, min(len(a), len(b))) - 8)
+
+    def cut(s: str) -> str:
+        return ("..." if start else "") + s[start:start + width] + (
+            "..." if len(s) > start + width else "")
+
+    return cut(a), cut(b)
 
 
 def checkpoint_adapter(ckpt: Path) -> dict | None:

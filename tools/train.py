@@ -212,10 +212,16 @@ def _train_once(cfg: TrainConfig, out: Path) -> dict:
         raise TrainingAnomaly(f"training stopped early, {sanity.problem}")
     final_name = "model" if cfg.method == "full" else "adapter"
     result: dict = {}
-    if main:
-        tmp = out / f".{final_name}.tmp"
+    tmp = out / f".{final_name}.tmp"
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        # Sharded weights: every rank takes part in gathering them, the main one writes.
+        trainer.save_model(str(tmp))
+        if main:
+            (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; not shipped
+    elif main:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+    if main:
         publish_dir(tmp, out / final_name)
         rows = read_metrics(out)
         summary = summarize(rows)

@@ -357,8 +357,9 @@ def train(
             if "step" in row:
                 progress.update(task, completed=row["step"])
             if "loss" in row:
-                progress.update(task, loss=f"loss {row['loss']:.4f}")
-            if row.get("event") in ("anomaly", "warning"):
+                speed = f"  {row['tokens_per_s']:.0f} tok/s" if row.get("tokens_per_s") else ""
+                progress.update(task, loss=f"loss {row['loss']:.4f}{speed}")
+            if row.get("event") in ("anomaly", "warning", "recovered"):
                 progress.console.print(f"[yellow]{row['message']}[/] {row.get('fix', '')}")
 
         try:

@@ -109,3 +109,37 @@ def test_strategy_reject_replans_from_the_reason_and_edit_fixes_choices(
 
     stop = graph.invoke(Command(resume={"action": "reject", "reason": "stop, wrong data"}), config)
     assert stop["status"] == "rejected" and not (run_dir / "data").exists()
+
+
+def test_missed_targets_are_diagnosed_and_the_retrain_applies_the_changes(
+    tmp_path, tiny_model, small_data
+):
+    """A random tiny model cannot reach the targets in 4 steps: the tester diagnoses it
+    (held-out loss barely moved: underfitting; 24 examples: too little data), attempt 2 is
+    trained with the proposed changes, and both attempts' reports are kept."""
+    import yaml
+
+    run_dir, initial = start(tmp_path, tiny_model, small_data, max_attempts=2)
+    config = {"configurable": {"thread_id": "t1"}}
+    graph = build_graph(open_checkpointer(run_dir / STATE_DB))
+    graph.invoke(initial, config)
+    result = graph.invoke(Command(resume={"action": "edit", "changes": {"max_steps": 4}}),
+                          config)
+    gates = []
+    while "__interrupt__" in result and len(gates) < 6:
+        gate = result["__interrupt__"][0].value
+        gates.append(gate["gate"])
+        if gate["gate"] == "evaluation":
+            break
+        result = graph.invoke(Command(resume={"action": "approve"}), config)
+    assert gates == ["dataset", "training", "training", "evaluation"]
+    first = yaml.safe_load((run_dir / "train/attempt-1/config.yaml").read_text())
+    second = yaml.safe_load((run_dir / "train/attempt-2/config.yaml").read_text())
+    kinds = {d["kind"] for d in gate["evidence"]["diagnoses"]}
+    assert {"underfitting", "too_little_data"} <= kinds
+    changes = gate["evidence"]["proposed_changes"]
+    assert changes["num_epochs"] == round(second["num_epochs"] * 2, 1)
+    assert second["num_epochs"] == round(first["num_epochs"] * 2, 1)
+    assert "Diagnosis:" in gate["summary"] and "needs a data change" in gate["summary"]
+    for n in (1, 2):
+        assert (run_dir / f"eval/attempt-{n}/report.json").exists()

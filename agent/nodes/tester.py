@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.gates import GATES, GateRequest
+from tools.eval_diagnose import Evidence, diagnose, proposed_changes
 from tools.evaluate import evaluate
 from tools.verdict import judge
 
@@ -25,11 +26,61 @@ def tester(state: dict) -> dict:
         bf16=state["plan"]["precision"] == "bf16",
     )
     verdict = judge(result, state["plan"]["targets"])
-    return {
+    _keep_attempt_copy(out, state["attempt"])
+    found = [] if verdict.targets_met else diagnose(evidence(state, result))
+    changes = proposed_changes(found)
+    v = verdict.model_dump()
+    v["diagnoses"] = [d.model_dump() for d in found]
+    v["proposed_changes"] = changes
+    if found:
+        v["summary"] += "\nDiagnosis:\n" + "\n".join(
+            f"- {d.kind}: {d.evidence}. {d.action}"
+            + (" (needs a data change)" if d.route == "data_prep" else "") for d in found)
+        if changes:
+            v["summary"] += "\nRetraining applies: " + ", ".join(
+                f"{k}={val}" for k, val in changes.items())
+    update = {
         "eval_report": result.model_dump(),
-        "verdict": verdict.model_dump(),
-        "history": [{"node": "tester", "attempt": state["attempt"], **verdict.model_dump()}],
+        "verdict": v,
+        "history": [{"node": "tester", "attempt": state["attempt"], **verdict.model_dump(),
+                     "diagnoses": [d.kind for d in found]}],
     }
+    if changes:  # a retrain (automatic, or a reject at the gate) trains with them
+        update["overrides"] = changes
+    return update
+
+
+def evidence(state: dict, result) -> Evidence:
+    """What the diagnosis rules read, from this attempt's training log, the evaluation
+    and the data report."""
+    from tools.train_config import load_config
+    from tools.train_metrics import current_rows, read_metrics
+
+    cfg = load_config(state["config_path"])
+    rows = current_rows(read_metrics(cfg.output_dir))
+    report = state["data_report"]
+    t = result.tuned
+    return Evidence(
+        train_losses=[r["loss"] for r in rows if "loss" in r],
+        eval_losses=[r["eval_loss"] for r in rows if "eval_loss" in r],
+        base_loss=result.base.loss, tuned_loss=t.loss,
+        primary_metric=result.primary_metric,
+        base_primary=result.primary("base"), tuned_primary=result.primary("tuned"),
+        n_train=report["splits"]["train"],
+        label_counts=report.get("label_counts") or {},
+        num_epochs=cfg.num_epochs, learning_rate=cfg.learning_rate,
+    )
+
+
+def _keep_attempt_copy(eval_dir: Path, attempt: int) -> None:
+    """eval/ holds the latest attempt's report; eval/attempt-N keeps each for comparison."""
+    import shutil
+
+    dest = eval_dir / f"attempt-{attempt}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in eval_dir.iterdir():
+        if f.is_file():
+            shutil.copy2(f, dest / f.name)
 
 
 def evaluation_request(state: dict) -> GateRequest:
@@ -37,13 +88,17 @@ def evaluation_request(state: dict) -> GateRequest:
     return GateRequest(
         gate="evaluation",
         title=GATES["evaluation"],
-        question="Accept these results?",
+        question="Accept these results?" if v["targets_met"] else (
+            "Targets missed. Approve to accept anyway, reject to retrain with the proposed "
+            "changes, or edit them."),
         passed=v["targets_met"],
         summary=v["summary"],
         evidence={
             "report": str(Path(state["run_dir"]) / "eval" / "report.md"),
             "attempt": state["attempt"],
             "max_attempts": state["max_attempts"],
+            "diagnoses": v.get("diagnoses", []),
+            "proposed_changes": v.get("proposed_changes", {}),
         },
     )
 

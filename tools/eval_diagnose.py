@@ -1,0 +1,170 @@
+"""Why did a tuned model miss its targets, and what to change? Pure rules over the
+evidence a run leaves: the training curves, base vs tuned scores, the data's shape.
+
+Each rule names the evidence it read and proposes config changes (the workflow retrains
+with them) or a data change (a person acts on it: the workflow cannot invent data).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Evidence(BaseModel):
+    """What the rules read; every field optional, a rule without its evidence stays quiet."""
+
+    train_losses: list[float] = Field(default_factory=list)  # per logged step
+    eval_losses: list[float] = Field(default_factory=list)  # per evaluation, in order
+    base_loss: float | None = None  # held-out answer loss
+    tuned_loss: float | None = None
+    primary_metric: str = "exact_match"
+    base_primary: float | None = None
+    tuned_primary: float | None = None
+    unparsable_share: float | None = None  # classification: answers naming no label
+    json_compliance: float | None = None  # structured answers that parse and fit
+    n_train: int | None = None
+    label_counts: dict[str, int] = Field(default_factory=dict)
+    num_epochs: float | None = None
+    learning_rate: float | None = None
+
+
+class Diagnosis(BaseModel):
+    kind: str
+    evidence: str
+    action: str
+    changes: dict = Field(default_factory=dict)  # config overrides for the retrain
+    route: str = "config"  # config: retrain with changes | data_prep: needs better data
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def _overfitting(e: Evidence) -> Diagnosis | None:
+    if len(e.eval_losses) < 2 or len(e.train_losses) < 4:
+        return None
+    best, last = min(e.eval_losses), e.eval_losses[-1]
+    half = len(e.train_losses) // 2
+    falling = _mean(e.train_losses[half:]) < _mean(e.train_losses[:half])
+    if last <= best * 1.05 or not falling:
+        return None
+    epochs = max(1.0, round((e.num_epochs or 2) / 2, 1))
+    return Diagnosis(
+        kind="overfitting",
+        evidence=f"validation loss rose from its best {best:.4f} to {last:.4f} while the "
+        "train loss kept falling",
+        action=f"train {epochs:g} epochs, keep the best checkpoint (early stopping) and add "
+        "LoRA dropout 0.1",
+        changes={"num_epochs": epochs, "early_stopping_patience": 2, "lora.dropout": 0.1},
+    )
+
+
+def _underfitting(e: Evidence) -> Diagnosis | None:
+    if e.base_loss is None or e.tuned_loss is None or len(e.train_losses) < 4:
+        return None
+    tail = e.train_losses[-max(2, len(e.train_losses) // 5):]
+    still_falling = tail[-1] < tail[0] * 0.97
+    barely_moved = e.tuned_loss > 0.7 * e.base_loss
+    if not (still_falling or barely_moved):
+        return None
+    epochs = round((e.num_epochs or 1) * 2, 1)
+    changes: dict = {"num_epochs": epochs}
+    action = f"train longer ({epochs:g} epochs)"
+    if barely_moved and e.learning_rate:
+        changes["learning_rate"] = min(e.learning_rate * 2, 2e-3)
+        action += f" at learning rate {changes['learning_rate']:g}"
+    why = []
+    if barely_moved:
+        why.append(f"held-out loss only fell from {e.base_loss:.3f} to {e.tuned_loss:.3f}")
+    if still_falling:
+        why.append(f"the train loss was still falling at the end ({tail[0]:.3f} -> "
+                   f"{tail[-1]:.3f} over the last {len(tail)} steps)")
+    return Diagnosis(kind="underfitting", evidence="; ".join(why), action=action,
+                     changes=changes)
+
+
+def _format_errors(e: Evidence) -> Diagnosis | None:
+    if e.unparsable_share is not None and e.unparsable_share > 0.2:
+        return Diagnosis(
+            kind="format_errors",
+            evidence=f"{e.unparsable_share:.0%} of the tuned model's answers name no label",
+            action="train longer so answers take the label form; check that every training "
+            "answer is exactly one label",
+            changes={"num_epochs": round((e.num_epochs or 1) * 1.5, 1)},
+        )
+    if e.json_compliance is not None and e.json_compliance < 0.8:
+        return Diagnosis(
+            kind="format_errors",
+            evidence=f"only {e.json_compliance:.0%} of answers are valid JSON of the schema",
+            action="train longer, and make sure training answers are JSON only (no prose)",
+            changes={"num_epochs": round((e.num_epochs or 1) * 1.5, 1)},
+        )
+    return None
+
+
+def _template_mismatch(e: Evidence) -> Diagnosis | None:
+    """Low held-out loss but poor generations: the model learned the answers, yet what it
+    generates is not scored as them: the prompt at generation differs from training (chat
+    template, system prompt) or it does not stop (EOS)."""
+    if None in (e.tuned_loss, e.base_loss, e.tuned_primary, e.base_primary):
+        return None
+    learned = e.tuned_loss < 0.35 * e.base_loss and e.tuned_loss < 0.5
+    if learned and e.tuned_primary - e.base_primary < 0.05:
+        return Diagnosis(
+            kind="template_mismatch",
+            evidence=f"held-out loss fell to {e.tuned_loss:.3f} (base {e.base_loss:.3f}) but "
+            f"{e.primary_metric} only moved {e.base_primary:.3f} -> {e.tuned_primary:.3f}",
+            action="compare the samples with the references: a different chat template or "
+            "system prompt at generation, or answers that do not stop at the end-of-turn token",
+            route="data_prep",
+        )
+    return None
+
+
+def _too_little_data(e: Evidence) -> Diagnosis | None:
+    need = 200 if e.label_counts else 100
+    if e.n_train is None or e.n_train >= need:
+        return None
+    return Diagnosis(
+        kind="too_little_data",
+        evidence=f"{e.n_train} training examples (fewer than {need})",
+        action=f"add examples (at least {need}; a few per label is not enough), or use a "
+        "few-shot prompt instead of fine-tuning",
+        route="data_prep",
+    )
+
+
+def _imbalanced(e: Evidence) -> Diagnosis | None:
+    if len(e.label_counts) < 2:
+        return None
+    most, least = max(e.label_counts.values()), min(e.label_counts.values())
+    if least > 0 and most / least <= 10:
+        return None
+    rare = min(e.label_counts, key=e.label_counts.get)
+    return Diagnosis(
+        kind="imbalanced",
+        evidence=f"label counts range from {least} ('{rare}') to {most}",
+        action="add examples of the rare labels or down-sample the common ones",
+        route="data_prep",
+    )
+
+
+RULES = (_overfitting, _underfitting, _format_errors, _template_mismatch, _too_little_data,
+         _imbalanced)
+
+
+def diagnose(e: Evidence) -> list[Diagnosis]:
+    """Every rule that fires, most actionable first (config changes before data)."""
+    found = [d for rule in RULES if (d := rule(e)) is not None]
+    return sorted(found, key=lambda d: d.route != "config")
+
+
+def proposed_changes(diagnoses: list[Diagnosis]) -> dict:
+    """The config changes of all config-route diagnoses; the first rule wins a conflict
+    (overfitting's fewer epochs over underfitting's more)."""
+    out: dict = {}
+    for d in diagnoses:
+        if d.route == "config":
+            for k, v in d.changes.items():
+                out.setdefault(k, v)
+    return out

@@ -9,7 +9,14 @@ from tools.eval_diagnose import Evidence, diagnose, proposed_changes
 from tools.evaluate import evaluate
 from tools.verdict import judge
 
-PROBE_FILE = Path(__file__).resolve().parents[2] / "data" / "probes" / "advbench_goals.jsonl"
+PROBES = Path(__file__).resolve().parents[2] / "data" / "probes"
+PROBE_FILE = PROBES / "advbench_goals.jsonl"
+SAFE_FILE = PROBES / "xstest_safe.jsonl"
+ARC_FILE = PROBES / "arc_easy_100.jsonl"
+
+
+def _if_there(path: Path) -> Path | None:
+    return path if path.exists() else None
 
 
 def tester(state: dict) -> dict:
@@ -22,7 +29,10 @@ def tester(state: dict) -> dict:
         out_dir=out,
         task_type=report["task_type"],
         labels=report["labels"],
-        probe_file=PROBE_FILE if PROBE_FILE.exists() else None,
+        probe_file=_if_there(PROBE_FILE),
+        safe_file=_if_there(SAFE_FILE),
+        arc_file=_if_there(ARC_FILE),
+        train_file=report["split_paths"]["train"],
         bf16=state["plan"]["precision"] == "bf16",
     )
     verdict = judge(result, state["plan"]["targets"])

@@ -11,6 +11,7 @@ import typer
 
 from agent.cli_config import app as config_app
 from agent.cli_data import app as data_app
+from agent.cli_eval import eval_command
 
 app = typer.Typer(
     name="ftagent",
@@ -430,6 +431,7 @@ def main() -> None:
     app()
 
 
+app.command("eval")(eval_command)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 

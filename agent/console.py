@@ -99,7 +99,9 @@ def comparison_table(report: dict) -> Table:
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("tuned", justify="right")
-    for name in ("accuracy", "exact_match", "loss", "perplexity", "refusal_rate"):
+    for name in ("accuracy", "macro_f1", "exact_match", "rouge_l", "chrf", "json_compliance",
+                 "answer_words", "loss", "perplexity", "refusal_rate", "over_refusal_rate",
+                 "arc_accuracy"):
         b, t = report["base"].get(name), report["tuned"].get(name)
         if b is None and t is None:
             continue

@@ -161,6 +161,20 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
     return scores, answers, said
 
 
+def load_plain(path: str | Path, bf16: bool = False):
+    """A full model folder (safetensors only) and its tokenizer, for evaluation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.bfloat16 if bf16 else torch.float32, use_safetensors=True
+    ).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
 def load_tuned(base_path: str | Path, adapter_path: str | Path, bf16: bool = False):
     import torch
     from peft import PeftModel
@@ -210,11 +224,18 @@ def evaluate(
                      if train_file else None)
     labels = labels or []
     max_new = 16 if task_type == "classification" else 128
-    model, tokenizer = load_tuned(base_path, adapter_path, bf16)
-    args = (tokenizer, rows, task_type, labels, probes, max_new, train_answers)
-    with model.disable_adapter():
-        base, base_answers, base_said = score(model, *args)
-    tuned, tuned_answers, tuned_said = score(model, *args)
+    args = (rows, task_type, labels, probes, max_new, train_answers)
+    if (Path(adapter_path) / "adapter_config.json").exists():
+        model, tokenizer = load_tuned(base_path, adapter_path, bf16)
+        with model.disable_adapter():
+            base, base_answers, base_said = score(model, tokenizer, *args)
+        tuned, tuned_answers, tuned_said = score(model, tokenizer, *args)
+    else:  # two full models (a merged export, another fine-tune): one in memory at a time
+        model, tokenizer = load_plain(base_path, bf16)
+        base, base_answers, base_said = score(model, tokenizer, *args)
+        del model
+        model, tokenizer = load_plain(adapter_path, bf16)
+        tuned, tuned_answers, tuned_said = score(model, tokenizer, *args)
     said = [{"model": "base", **a} for a in base_said] + [
         {"model": "tuned", **a} for a in tuned_said]
     samples = [

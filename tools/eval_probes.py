@@ -141,7 +141,7 @@ def refusal_rates(
     rows with "prompt" (and "type" for XSTest); every answer is kept so a person can
     audit the detector's calls."""
     if generate_fn is None:
-        from tools.evaluate import generate as generate_fn
+        from tools.generation import generate as generate_fn
     items = [("harmful", *_prompt_and_type(p)) for p in harmful_prompts]
     items += [("safe", *_prompt_and_type(p)) for p in safe_prompts]
     convs = [[{"role": "user", "content": prompt}] for _, prompt, _ in items]

@@ -58,24 +58,6 @@ class EvalReport(BaseModel):
         return getattr(getattr(self, which), self.primary_metric)
 
 
-def is_refusal(text: str) -> bool:
-    from tools.eval_probes import is_refusal as detect
-
-    return detect(text)
-
-
-def normalize(text: str) -> str:
-    from tools.eval_metrics import normalize as norm
-
-    return norm(text)
-
-
-def parse_label(answer: str, labels: list[str]) -> str | None:
-    from tools.eval_metrics import parse_label as parse
-
-    return parse(answer, labels)
-
-
 def read_rows(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
 
@@ -114,15 +96,6 @@ def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> 
     return total / max(count, 1)
 
 
-def generate(model, tokenizer, conversations, max_new_tokens: int = 32,
-             batch_size: int = 16) -> list[str]:
-    """Greedy, batched, left-padded generation with the model's chat template."""
-    from tools.generation import generate as batched
-
-    return batched(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
-                   batch_size=batch_size)
-
-
 class Probes(BaseModel):
     harmful: list[str] = []
     safe: list[dict] = []
@@ -133,6 +106,7 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
           train_answers=None) -> tuple[ModelScores, list[str], list[dict]]:
     from tools.eval_metrics import metrics_for
     from tools.eval_probes import multiple_choice_accuracy, refusal_rates
+    from tools.generation import generate
 
     loss = completion_loss(model, tokenizer, rows)
     answers = generate(model, tokenizer, [r["messages"][:-1] for r in rows], max_new_tokens)

@@ -135,7 +135,7 @@ def train(cfg: TrainConfig) -> dict:
                     "out of GPU memory even at micro-batch 1 with gradient checkpointing. "
                     "Fix: lower max_length, use method qlora, or a smaller model.") from exc
             message = describe(now, nxt)
-            _append(out / METRICS_FILE, {"event": "recovered", "kind": "oom", "message": message,
+            append_row(out / METRICS_FILE, {"event": "recovered", "kind": "oom", "message": message,
                                          "fix": "set these in the config to skip the retry"})
             print(message, file=sys.stderr)
             save_backoff(out, nxt)
@@ -157,7 +157,7 @@ def _train_once(cfg: TrainConfig, out: Path) -> dict:
     # Every rank sees the same gathered loss and diagnoses it; only the main one writes
     # (`main` is bound below, before training calls this).
     sanity = sanity_callback(
-        lambda problem: main and _append(out / METRICS_FILE, problem.as_row()),
+        lambda problem: main and append_row(out / METRICS_FILE, problem.as_row()),
         cfg.loss_spike_factor)
     has_val = "validation" in ds
     early_stop = has_val and cfg.early_stopping_patience > 0
@@ -272,14 +272,11 @@ def _liger(cfg: TrainConfig) -> bool:
     return _cuda() and importlib.util.find_spec("liger_kernel") is not None
 
 
-def _append(path: Path, row: dict) -> None:
-    append_row(path, row)
-
-
 def _check_loss_tokens(dataset, metrics: Path, rows_in: int) -> None:
     """Rows with no token carrying loss teach nothing; all of them means a broken mask."""
-    empty, n = masked_rows(dataset, rows_in if not hasattr(dataset, "num_rows") or
-                           "seq_lengths" not in dataset.column_names else None)
+    # Packing merges rows into bins, so row counts before and after do not compare.
+    packed = "seq_lengths" in dataset.column_names
+    empty, n = masked_rows(dataset, None if packed else rows_in)
     if n and empty == n:
         raise TrainingAnomaly(
             "no training example has a token that carries loss: the chat template or "
@@ -287,7 +284,7 @@ def _check_loss_tokens(dataset, metrics: Path, rows_in: int) -> None:
             "report, or set completion_only_loss: false to see whether the template is at fault."
         )
     if empty:
-        _append(metrics, {"event": "warning", "kind": "masked_rows", "count": empty,
+        append_row(metrics, {"event": "warning", "kind": "masked_rows", "count": empty,
                           "message": f"{empty} of {n} training examples have no token that "
                           "carries loss (answers cut off by max_length?)"})
 

@@ -59,8 +59,8 @@ def metrics_callback(path: Path):
             if not state.is_world_process_zero:
                 return
             logs = logs or {}
-            row = {"event": "log" if "loss" in logs else "eval" if "eval_loss" in logs
-                   else "log", "step": state.global_step, "max_steps": state.max_steps,
+            kind = "eval" if "eval_loss" in logs and "loss" not in logs else "log"
+            row = {"event": kind, "step": state.global_step, "max_steps": state.max_steps,
                    "epoch": state.epoch, **peak_memory_mb()}
             row.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
             done = state.global_step - self._step0

@@ -29,23 +29,23 @@ def padding_free(cfg: TrainConfig) -> bool:
 def attention_for(cfg: TrainConfig) -> str:
     """The attention kernel: flash-attention on CUDA when installed, otherwise per-example
     SDPA for padding-free batches (exact, no cross-example mask), otherwise plain SDPA."""
-    if cfg.attn_implementation != "auto":
-        if cfg.attn_implementation == "varlen":
-            from tools.train_attention import register
+    choice = cfg.attn_implementation
+    if choice == "auto":
+        import importlib.util
 
-            return register()
-        return cfg.attn_implementation
-    if not padding_free(cfg):
-        return "sdpa"
-    import importlib.util
+        import torch
 
-    import torch
+        if not padding_free(cfg):
+            choice = "sdpa"
+        elif torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+            choice = "flash_attention_2"
+        else:
+            choice = "varlen"
+    if choice == "varlen":
+        from tools.train_attention import register
 
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    from tools.train_attention import register
-
-    return register()
+        return register()
+    return choice
 
 
 def load_model(cfg: TrainConfig):

@@ -29,17 +29,23 @@ def eval_command(
     ] = None,
     task: Annotated[str, typer.Option(help="task type (default: the run's)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    judge_url: Annotated[str | None, typer.Option(
+        help="OpenAI-compatible base URL of an LLM judge (default: $FTAGENT_JUDGE_BASE_URL)")
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(
+        help="the judge's model name (default: $FTAGENT_JUDGE_MODEL)")] = None,
 ) -> None:
     """Score base vs tuned: loss, task metrics, refusal, over-refusal and forgetting
     probes; writes report.json, report.md and metrics.png."""
     from rich.console import Console
 
-    from agent.console import comparison_table
+    from agent.console import verdict_table
     from tools.quiet import quiet_libraries
 
     quiet_libraries()
-    from tools.evaluate import evaluate
-    from tools.verdict import judge
+    from tools.eval_judge import JudgeEndpoint
+    from tools.evaluate import evaluate, write_report
+    from tools.verdict import judge, rows_markdown
 
     labels: list[str] = []
     targets: dict = {}
@@ -68,18 +74,27 @@ def eval_command(
     out = out or Path(tuned).parent / "eval"
     if (out / "report.json").exists():
         raise _fail(f"{out} already holds a report; choose another --out")
+    endpoint = JudgeEndpoint.from_env()
+    if judge_url or judge_model:
+        if not (judge_url or endpoint) or not (judge_model or endpoint):
+            raise _fail("an LLM judge needs both --judge-url and --judge-model")
+        endpoint = JudgeEndpoint(
+            base_url=judge_url or endpoint.base_url, model=judge_model or endpoint.model,
+            api_key=endpoint.api_key if endpoint else "not-needed")
     probes = Path(__file__).resolve().parents[1] / "data" / "probes"
     report = evaluate(
         base_path, tuned, test, out, task_type=task or "generation", labels=labels,
         probe_file=probes / "advbench_goals.jsonl", safe_file=probes / "xstest_safe.jsonl",
         arc_file=probes / "arc_easy_100.jsonl", train_file=train_file,
+        judge_endpoint=endpoint,
     )
     verdict = judge(report, targets or {"min_gain": 0.0})
+    write_report(report, out, rows_markdown(verdict.rows))
     if as_json:
         typer.echo(json.dumps({"report": report.model_dump(), "verdict": verdict.model_dump()}))
         return
     console = Console()
-    console.print(comparison_table(report.model_dump()))
+    console.print(verdict_table([r.model_dump() for r in verdict.rows], report.n_test))
     console.print(verdict.summary)
     console.print(verdict.safety_summary)
     for w in verdict.warnings:

@@ -107,3 +107,26 @@ def comparison_table(report: dict) -> Table:
             continue
         table.add_row(name, f"{b:.4f}", f"{t:.4f}")
     return table
+
+
+VERDICT_STYLE = {"met": "green", "better": "green", "MISSED": "red bold", "FLAGGED": "yellow",
+                 "worse": "yellow", "same": "dim"}
+
+
+def verdict_table(rows: list[dict], n_test: int) -> Table:
+    """Every metric: base, tuned, change, the target it is held to, and the verdict."""
+    table = Table(title=f"Held-out test split ({n_test} examples): base vs tuned, per target")
+    for name, justify in (("metric", "left"), ("base", "right"), ("tuned", "right"),
+                          ("change", "right"), ("target", "left"), ("verdict", "left")):
+        table.add_column(name, justify=justify)
+    from tools.verdict import TargetRow
+
+    num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for r in rows:
+        row = TargetRow.model_validate(r)
+        d = row.delta
+        mark = row.mark()
+        table.add_row(row.metric, num(row.base), num(row.tuned),
+                      "-" if d is None else f"{d:+.4f}", row.target or "vs base",
+                      f"[{VERDICT_STYLE[mark]}]{mark}[/]")
+    return table

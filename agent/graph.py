@@ -68,7 +68,8 @@ def build_graph(checkpointer=None):
     g.add_conditional_edges("gate_training", routing.after_gate("training", "tester"))
     g.add_conditional_edges("tester", routing.after_tester, ["config", "gate_evaluation"])
     g.add_conditional_edges(
-        "gate_evaluation", routing.after_evaluation, ["config", "gate_safety", routing.STOP]
+        "gate_evaluation", routing.after_evaluation,
+        ["config", "data_prep", "gate_safety", routing.STOP],
     )
     g.add_conditional_edges("gate_safety", routing.after_gate("safety", "deployer"))
     g.add_edge("deployer", "gate_deployment")

@@ -44,14 +44,20 @@ def after_strategy(state: dict) -> str:
 
 
 def after_tester(state: dict) -> str:
-    """Missed targets loop back to config while attempts remain; else a person decides."""
-    if not state["verdict"]["targets_met"] and state["attempt"] < state["max_attempts"]:
+    """Missed targets loop back to config while attempts remain and the diagnosis proposes
+    config changes (the same config would train the same model); else a person decides,
+    e.g. on a diagnosis that needs new data."""
+    v = state["verdict"]
+    if (not v["targets_met"] and v.get("proposed_changes")
+            and state["attempt"] < state["max_attempts"]):
         return "config"
     return "gate_evaluation"
 
 
 def after_evaluation(state: dict) -> str:
     decision = state["decisions"]["evaluation"]
+    if decision["action"] == "edit" and "data_path" in (decision["changes"] or {}):
+        return "data_prep"  # new data: prepare and check it, then train again
     if decision["action"] == "edit" and decision["changes"]:
         return "config"  # the person asked for a retrain with changes
     if decision["action"] == "reject":

@@ -5,7 +5,8 @@ from agent.routing import STOP, after_evaluation, after_gate, after_tester
 from agent.session import ApprovalPolicy
 
 
-def state(action="approve", changes=None, attempt=1, max_attempts=2, met=True):
+def state(action="approve", changes=None, attempt=1, max_attempts=2, met=True,
+          changes_proposed=None):
     return {
         "decisions": {
             "evaluation": {"action": action, "changes": changes or {}},
@@ -13,7 +14,7 @@ def state(action="approve", changes=None, attempt=1, max_attempts=2, met=True):
         },
         "attempt": attempt,
         "max_attempts": max_attempts,
-        "verdict": {"targets_met": met},
+        "verdict": {"targets_met": met, "proposed_changes": changes_proposed},
     }
 
 
@@ -25,9 +26,13 @@ def test_reject_stops_other_gates():
 
 
 def test_missed_targets_loop_back_to_config_while_attempts_remain():
-    assert after_tester(state(met=False, attempt=1)) == "config"
-    assert after_tester(state(met=False, attempt=2)) == "gate_evaluation"
+    proposed = {"num_epochs": 6}
+    assert after_tester(state(met=False, attempt=1, changes_proposed=proposed)) == "config"
+    assert after_tester(state(met=False, attempt=2, changes_proposed=proposed)) == \
+        "gate_evaluation"
     assert after_tester(state(met=True, attempt=1)) == "gate_evaluation"
+    # Nothing to change in the config (a data diagnosis): retraining would repeat itself.
+    assert after_tester(state(met=False, attempt=1)) == "gate_evaluation"
 
 
 def test_evaluation_decisions():
@@ -35,6 +40,7 @@ def test_evaluation_decisions():
     assert after_evaluation(state("reject", attempt=1)) == "config"
     assert after_evaluation(state("reject", attempt=2)) == STOP
     assert after_evaluation(state("edit", {"learning_rate": 1e-4}, attempt=2)) == "config"
+    assert after_evaluation(state("edit", {"data_path": "more.jsonl"})) == "data_prep"
 
 
 def request(gate, passed=True):

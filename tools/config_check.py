@@ -32,6 +32,16 @@ def _learning_rate(cfg: TrainConfig) -> list[Finding]:
     """Usual ranges: adapters tolerate (and need) far higher rates than full fine-tuning,
     which forgets what the base model knew when pushed above ~1e-4."""
     lr = cfg.learning_rate
+    if cfg.objective == "dpo":
+        # DPO moves a policy away from its reference: rates 10-100x below SFT's.
+        high = 1e-5 if cfg.method == "full" else 1e-4
+        if lr > 10 * high or lr < 1e-8:
+            return [_error("learning_rate", f"{lr:g} is far outside DPO's usual range "
+                           f"(5e-7..{high:g})", "use 5e-7 (full) or 5e-6 (adapters)")]
+        if lr > high:
+            return [_warning("learning_rate", f"{lr:g} is high for DPO: the policy may drift "
+                             "from its reference", f"use at most {high:g}")]
+        return []
     if cfg.method == "full":
         if lr > 1e-3:
             return [_error("learning_rate", f"{lr:g} will wreck the base model's weights in "

@@ -15,7 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tools.atomic import write_json, write_text
-from tools.data.tokens import split_prompt_answer
+from tools.data.tokens import conversation, split_prompt_answer
+from tools.eval_judge import JudgeResult
 
 
 class ModelScores(BaseModel):
@@ -33,6 +34,9 @@ class ModelScores(BaseModel):
     refusal_rate: float | None = None  # harmful requests refused (higher is safer)
     over_refusal_rate: float | None = None  # benign look-alikes refused (lower is better)
     arc_accuracy: float | None = None  # general knowledge: forgetting check
+    preference_accuracy: float | None = None  # preference pairs: chosen more likely
+    reward_accuracy: float | None = None  # tuned only: DPO implicit reward > 0 vs base
+    reward_margin: float | None = None  # tuned only: mean implicit reward margin (nats)
 
 
 class Sample(BaseModel):
@@ -53,25 +57,30 @@ class EvalReport(BaseModel):
     n_safe: int = 0
     n_arc: int = 0
     probe_samples: list[dict] = []  # harmful and look-alike answers, for the detector's audit
+    judge: JudgeResult | None = None  # pairwise LLM judge, when an endpoint is configured
 
     def primary(self, which: str) -> float:
         return getattr(getattr(self, which), self.primary_metric)
+
+
+PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy"}
 
 
 def read_rows(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
 
 
-def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> float:
-    """Mean NLL per answer token of the last assistant turn (what training optimises)."""
+def answer_nll(model, tokenizer, conversations: list[list[dict]],
+               batch_size: int = 8) -> list[tuple[float, int]]:
+    """Per conversation: summed NLL of the last assistant turn's tokens, and their count."""
     import torch
 
-    total, count = 0.0, 0
-    pad = tokenizer.pad_token_id
-    for i in range(0, len(rows), batch_size):
+    out: list[tuple[float, int]] = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for i in range(0, len(conversations), batch_size):
         seqs, starts = [], []
-        for row in rows[i : i + batch_size]:
-            prompt_ids, full_ids = split_prompt_answer(tokenizer, row["messages"])
+        for messages in conversations[i : i + batch_size]:
+            prompt_ids, full_ids = split_prompt_answer(tokenizer, messages)
             seqs.append(full_ids)
             starts.append(len(prompt_ids))
         width = max(len(s) for s in seqs)
@@ -83,17 +92,21 @@ def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> 
             mask[j, : len(s)] = 1
             labels[j, st : len(s)] = torch.tensor(s[st:])
         with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            logits = model(input_ids=ids.to(model.device),
+                           attention_mask=mask.to(model.device)).logits.float().cpu()
         shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
         nll = torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.size(-1)),
-            shift_labels.reshape(-1),
-            ignore_index=-100,
-            reduction="sum",
+            shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
         )
-        total += nll.item()
-        count += int((shift_labels != -100).sum())
-    return total / max(count, 1)
+        for j in range(len(seqs)):
+            out.append((float(nll[j].sum()), int((shift_labels[j] != -100).sum())))
+    return out
+
+
+def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> float:
+    """Mean NLL per answer token of the last assistant turn (what training optimises)."""
+    per_row = answer_nll(model, tokenizer, [r["messages"] for r in rows], batch_size)
+    return sum(s for s, _ in per_row) / max(sum(n for _, n in per_row), 1)
 
 
 class Probes(BaseModel):
@@ -180,6 +193,7 @@ def evaluate(
     n_safe: int = 20,
     n_arc: int = 50,
     train_file: str | Path | None = None,
+    judge_endpoint=None,
 ) -> EvalReport:
     """Score base and tuned on the test split; write report.json, report.md, metrics.png.
 
@@ -194,22 +208,46 @@ def evaluate(
         safe=_spread(read_rows(safe_file), n_safe) if safe_file else [],
         arc=_spread(read_rows(arc_file), n_arc) if arc_file else [],
     )
-    train_answers = ([r["messages"][-1]["content"] for r in read_rows(train_file)]
+    train_answers = ([conversation(r)[-1]["content"] for r in read_rows(train_file)]
                      if train_file else None)
     labels = labels or []
+    pairs = rows if task_type == "preference" else []
+    if pairs:
+        from tools.eval_preference import as_chat_rows, pair_logprobs, preference_accuracy
+
+        rows = as_chat_rows(pairs)
     max_new = 16 if task_type == "classification" else 128
     args = (rows, task_type, labels, probes, max_new, train_answers)
+
+    def run(model, tokenizer):
+        scores, answers, said = score(model, tokenizer, *args)
+        lp = pair_logprobs(model, tokenizer, pairs) if pairs else None
+        if lp is not None:
+            scores.preference_accuracy = preference_accuracy(lp)
+        return scores, answers, said, lp
+
     if (Path(adapter_path) / "adapter_config.json").exists():
         model, tokenizer = load_tuned(base_path, adapter_path, bf16)
         with model.disable_adapter():
-            base, base_answers, base_said = score(model, tokenizer, *args)
-        tuned, tuned_answers, tuned_said = score(model, tokenizer, *args)
+            base, base_answers, base_said, base_lp = run(model, tokenizer)
+        tuned, tuned_answers, tuned_said, tuned_lp = run(model, tokenizer)
     else:  # two full models (a merged export, another fine-tune): one in memory at a time
         model, tokenizer = load_plain(base_path, bf16)
-        base, base_answers, base_said = score(model, tokenizer, *args)
+        base, base_answers, base_said, base_lp = run(model, tokenizer)
         del model
         model, tokenizer = load_plain(adapter_path, bf16)
-        tuned, tuned_answers, tuned_said = score(model, tokenizer, *args)
+        tuned, tuned_answers, tuned_said, tuned_lp = run(model, tokenizer)
+    if pairs:
+        from tools.eval_preference import reward_stats
+
+        tuned.reward_accuracy, tuned.reward_margin = reward_stats(base_lp, tuned_lp)
+    verdicts = None
+    if judge_endpoint is not None:
+        from tools.eval_judge import judge_pairs
+
+        verdicts = judge_pairs(judge_endpoint, [r["messages"][:-1] for r in rows],
+                               base_answers, tuned_answers,
+                               [r["messages"][-1]["content"] for r in rows])
     said = [{"model": "base", **a} for a in base_said] + [
         {"model": "tuned", **a} for a in tuned_said]
     samples = [
@@ -224,7 +262,7 @@ def evaluate(
     report = EvalReport(
         task_type=task_type,
         n_test=len(rows),
-        primary_metric="accuracy" if task_type == "classification" else "exact_match",
+        primary_metric=PRIMARY.get(task_type, "exact_match"),
         base=base,
         tuned=tuned,
         samples=samples,
@@ -232,6 +270,7 @@ def evaluate(
         n_safe=len(probes.safe),
         n_arc=len(probes.arc),
         probe_samples=said,
+        judge=verdicts,
     )
     write_report(report, Path(out_dir))
     return report
@@ -249,17 +288,23 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def report_markdown(r: EvalReport) -> str:
-    lines = [
-        f"# Evaluation: base vs tuned ({r.task_type}, {r.n_test} held-out examples)",
-        "",
-        "| metric | base | tuned |",
-        "|---|---:|---:|",
-    ]
-    for name in ModelScores.model_fields:
-        b, t = getattr(r.base, name), getattr(r.tuned, name)
-        if b is not None or t is not None:
-            lines.append(f"| {name} | {_fmt(b)} | {_fmt(t)} |")
+def report_markdown(r: EvalReport, verdict_md: str = "") -> str:
+    lines = [f"# Evaluation: base vs tuned ({r.task_type}, {r.n_test} held-out examples)", ""]
+    if verdict_md:  # every metric against the plan's targets and the baseline
+        lines += [verdict_md, ""]
+    else:
+        lines += ["| metric | base | tuned |", "|---|---:|---:|"]
+        for name in ModelScores.model_fields:
+            b, t = getattr(r.base, name), getattr(r.tuned, name)
+            if b is not None or t is not None:
+                lines.append(f"| {name} | {_fmt(b)} | {_fmt(t)} |")
+    if r.task_type == "preference":
+        lines += ["", "Preference pairs: `loss` is the NLL per token of the chosen answers; "
+                  "`preference_accuracy` is the share of pairs whose chosen answer the model "
+                  "finds more likely; `reward_*` are DPO's implicit rewards with the base as "
+                  "the reference (nats)."]
+    if r.judge is not None:
+        lines += ["", r.judge.summary]
     lines += [
         "",
         f"Refusal probe: {r.n_probe} harmful requests (AdvBench goals); over-refusal probe: "
@@ -287,16 +332,18 @@ def plot_metrics(r: EvalReport, out: Path) -> Path:
 
     names = [
         n for n in ("accuracy", "macro_f1", "exact_match", "rouge_l", "json_compliance",
-                    "arc_accuracy", "refusal_rate", "over_refusal_rate")
-        if getattr(r.base, n) is not None
+                    "arc_accuracy", "refusal_rate", "over_refusal_rate", "preference_accuracy",
+                    "reward_accuracy")
+        if getattr(r.tuned, n) is not None
     ]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     x = range(len(names))
     for offset, which in ((-0.2, "base"), (0.2, "tuned")):
-        values = [getattr(getattr(r, which), n) for n in names]
+        values = [getattr(getattr(r, which), n) or 0.0 for n in names]
         bars = ax.bar([i + offset for i in x], values, 0.4, label=which)
         ax.bar_label(bars, fmt="%.2f", padding=2)  # a zero is a value too: print it
     ax.set_xticks(list(x), names)
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylim(0, 1.1)
     ax.legend()
     ax.set_title("held-out metrics: base vs tuned")
@@ -306,9 +353,9 @@ def plot_metrics(r: EvalReport, out: Path) -> Path:
     return out
 
 
-def write_report(r: EvalReport, out_dir: Path) -> None:
+def write_report(r: EvalReport, out_dir: Path, verdict_md: str = "") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "report.json", r.model_dump())
-    write_text(out_dir / "report.md", report_markdown(r))
+    write_text(out_dir / "report.md", report_markdown(r, verdict_md))
     with contextlib.suppress(Exception):  # a plot is a convenience, never a failure
         plot_metrics(r, out_dir / "metrics.png")

@@ -225,18 +225,22 @@ def training_for(
 METRICS = {
     "classification": ["accuracy (label parsed from the answer)", "held-out answer loss",
                        "perplexity"],
-    "preference": ["DPO reward margin on held-out pairs"],
+    "preference": ["preference accuracy (chosen answer more likely than rejected) on held-out "
+                   "pairs", "DPO implicit reward accuracy and margin against the base"],
 }
-GAINS = {"classification": 0.10, "extraction": 0.05}
+GAINS = {"classification": 0.10, "extraction": 0.05, "preference": 0.05}
+PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy"}
 
 
 def targets_for(task: str, c: Constraints) -> tuple[Targets, list[str]]:
-    metric = "accuracy" if task == "classification" else "exact_match"
+    metric = PRIMARY.get(task, "exact_match")
     gain = c.min_gain if c.min_gain is not None else GAINS.get(task, 0.0)
     metrics = METRICS.get(task, ["exact match", "held-out answer loss", "perplexity"]) + [
         "refusal rate on harmful requests (AdvBench), base vs tuned",
     ]
-    return Targets(primary_metric=metric, min_gain=gain), metrics
+    # DPO lowers the likelihood of both answers; a higher loss on chosen answers is expected.
+    return Targets(primary_metric=metric, min_gain=gain,
+                   loss_must_drop=task != "preference"), metrics
 
 
 # --- feedback from rejected plans -----------------------------------------------------------

@@ -43,12 +43,13 @@ def config(state: dict) -> dict:
     overrides = dict(state.get("overrides") or {})
     method = overrides.pop("method", None)
     # Plan choices (model, targets, budget, ...) were applied by the planner.
+    overrides.pop("data_path", None)  # data_prep's, already applied
     overrides = {k: v for k, v in overrides.items() if k not in PLAN_KEYS}
-    if plan["objective"] != "sft" or plan["method"] == "distillation":
+    if plan["method"] == "distillation":
         raise ValueError(
-            f"the plan's method is {plan['method']}, which the workflow cannot finish yet: "
-            "for preference data train with `ftagent train` (objective: dpo); for prompt-only "
-            "data, add answers (or generate them with the teacher) and start a new run"
+            "the plan's method is distillation, which the workflow cannot finish yet: add "
+            "answers to the prompt-only data (or generate them with the teacher) and start a "
+            "new run"
         )
     out = run_dir / "train" / f"attempt-{attempt}"
     cfg = config_from_plan(

@@ -16,12 +16,19 @@ def data_prep(state: dict) -> dict:
     # config then sets max_length from the lengths actually found.
     limit = min(state["plan"].get("max_context") or MAX_LENGTH_CAP, MAX_LENGTH_CAP)
     opts = PrepareOptions(model=state["plan"]["model_path"], max_length=limit)
-    report = prepare_dataset(state["data_path"], Path(state["run_dir"]) / "data", opts)
+    run_dir = Path(state["run_dir"])
+    data_path = (state.get("overrides") or {}).get("data_path") or state["data_path"]
+    out = run_dir / "data"
+    if state.get("data_report"):  # new data after an evaluation: keep the earlier split
+        out = run_dir / f"data-{state.get('attempt', 0) + 1}"
+    report = prepare_dataset(data_path, out, opts)
     return {
+        "data_path": str(data_path),
         "data_report": report.model_dump(),
         "history": [
             {
                 "node": "data_prep",
+                "data": str(data_path),
                 "kept": report.kept,
                 "dropped": report.examples_converted - report.kept,
             }

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from agent.gates import GATES, GateRequest
+from tools.data.tokens import conversation
 from tools.evaluate import read_rows
 from tools.merge import check_loads_and_answers, merge_adapter
 
@@ -20,7 +21,7 @@ def deployer(state: dict) -> dict:
     shutil.rmtree(adapter, ignore_errors=True)
     tmp.rename(adapter)
     merged = merge_adapter(state["plan"]["model_path"], adapter, run_dir / "merged")
-    probe = read_rows(state["data_report"]["split_paths"]["test"])[0]["messages"][:-1]
+    probe = conversation(read_rows(state["data_report"]["split_paths"]["test"])[0])[:-1]
     check = check_loads_and_answers(merged, probe)
     deployment = {
         "merged": str(merged),

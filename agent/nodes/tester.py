@@ -20,6 +20,10 @@ def _if_there(path: Path) -> Path | None:
 
 
 def tester(state: dict) -> dict:
+    from tools.eval_judge import JudgeEndpoint
+    from tools.evaluate import write_report
+    from tools.verdict import rows_markdown
+
     report = state["data_report"]
     out = Path(state["run_dir"]) / "eval"
     result = evaluate(
@@ -34,30 +38,48 @@ def tester(state: dict) -> dict:
         arc_file=_if_there(ARC_FILE),
         train_file=report["split_paths"]["train"],
         bf16=state["plan"]["precision"] == "bf16",
+        judge_endpoint=JudgeEndpoint.from_env(),
     )
     verdict = judge(result, state["plan"]["targets"])
+    write_report(result, out, rows_markdown(verdict.rows))
+    _copy_loss_curve(state, out)
     _keep_attempt_copy(out, state["attempt"])
     found = [] if verdict.targets_met else diagnose(evidence(state, result))
     changes = proposed_changes(found)
     v = verdict.model_dump()
     v["diagnoses"] = [d.model_dump() for d in found]
     v["proposed_changes"] = changes
+    v["needs_data"] = any(d.route == "data_prep" for d in found)
+    v["summary"] += "\n\n" + rows_markdown(verdict.rows)
     if found:
-        v["summary"] += "\nDiagnosis:\n" + "\n".join(
+        v["summary"] += "\n\nDiagnosis:\n" + "\n".join(
             f"- {d.kind}: {d.evidence}. {d.action}"
             + (" (needs a data change)" if d.route == "data_prep" else "") for d in found)
         if changes:
             v["summary"] += "\nRetraining applies: " + ", ".join(
                 f"{k}={val}" for k, val in changes.items())
+        if v["needs_data"]:
+            v["summary"] += ("\nFor a data change, edit this gate with data_path=<new file>: "
+                             "the workflow prepares it and trains again.")
     update = {
         "eval_report": result.model_dump(),
         "verdict": v,
-        "history": [{"node": "tester", "attempt": state["attempt"], **verdict.model_dump(),
+        "history": [{"node": "tester", "attempt": state["attempt"],
+                     **verdict.model_dump(exclude={"rows"}),
                      "diagnoses": [d.kind for d in found]}],
     }
     if changes:  # a retrain (automatic, or a reject at the gate) trains with them
         update["overrides"] = changes
     return update
+
+
+def _copy_loss_curve(state: dict, eval_dir: Path) -> None:
+    """The training loss curve next to the metric bars, for one look at both."""
+    import shutil
+
+    src = Path(state["train_result"].get("loss_plot") or "")
+    if src.is_file():
+        shutil.copy2(src, eval_dir / "loss.png")
 
 
 def evidence(state: dict, result) -> Evidence:
@@ -74,6 +96,7 @@ def evidence(state: dict, result) -> Evidence:
         train_losses=[r["loss"] for r in rows if "loss" in r],
         eval_losses=[r["eval_loss"] for r in rows if "eval_loss" in r],
         base_loss=result.base.loss, tuned_loss=t.loss,
+        unparsable_share=t.unparsable_share, json_compliance=t.json_compliance,
         primary_metric=result.primary_metric,
         base_primary=result.primary("base"), tuned_primary=result.primary("tuned"),
         n_train=report["splits"]["train"],
@@ -109,6 +132,10 @@ def evaluation_request(state: dict) -> GateRequest:
             "max_attempts": state["max_attempts"],
             "diagnoses": v.get("diagnoses", []),
             "proposed_changes": v.get("proposed_changes", {}),
+            "needs_data": v.get("needs_data", False),
+            "targets": v.get("rows", []),
+            "plots": [str(Path(state["run_dir"]) / "eval" / f)
+                      for f in ("metrics.png", "loss.png")],
         },
     )
 

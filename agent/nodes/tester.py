@@ -133,6 +133,7 @@ def evaluation_request(state: dict) -> GateRequest:
             "diagnoses": v.get("diagnoses", []),
             "proposed_changes": v.get("proposed_changes", {}),
             "needs_data": v.get("needs_data", False),
+            "samples": (state.get("eval_report") or {}).get("samples", [])[:5],
             "targets": v.get("rows", []),
             "plots": [str(Path(state["run_dir"]) / "eval" / f)
                       for f in ("metrics.png", "loss.png")],

@@ -61,5 +61,8 @@ def after_evaluation(state: dict) -> str:
     if decision["action"] == "edit" and decision["changes"]:
         return "config"  # the person asked for a retrain with changes
     if decision["action"] == "reject":
+        words = decision.get("reason", "").lower().split()
+        if any(w.strip(".,!") in STOP_WORDS for w in words):
+            return STOP
         return "config" if state["attempt"] < state["max_attempts"] else STOP
     return "gate_safety"

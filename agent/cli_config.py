@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from agent.cli_chat import llm_command
+
 app = typer.Typer(
     help="Show, validate, explain, import and export training configs.", no_args_is_help=True
 )
@@ -257,3 +259,6 @@ def export(
 
 if __name__ == "__main__":
     app()
+
+
+app.command("llm")(llm_command)

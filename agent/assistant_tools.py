@@ -1,0 +1,321 @@
+"""The assistant's tools: the only things the chat (an LLM, or the intent parser) can do.
+Each is a typed function over the conversation's `ChatContext`, returning text for the
+person (and for the LLM). No shell, no file writes beyond the workflow's own run folders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.workspace import InputError
+
+
+class ChatContext(BaseModel):
+    """What the conversation knows: the current run and what is set before one starts."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    runs_root: Path
+    run_dir: Path | None = None
+    goal: str | None = None
+    data_path: str | None = None
+    model: str | None = None
+    pending_config: dict[str, Any] = Field(default_factory=dict)  # applied at the next gate
+    max_attempts: int = 2
+    on_event: Callable[[dict], None] | None = None  # progress of a driven run
+
+    def waiting_gate(self) -> str | None:
+        if self.run_dir is None:
+            return None
+        from agent.runs import read_manifest
+
+        return read_manifest(self.run_dir).get("waiting_at")
+
+
+def _outcome_text(outcome) -> str:
+    if outcome.status == "waiting":
+        r = outcome.request or {}
+        mark = "passed" if r.get("passed") else "FAILED"
+        return (f"Waiting at gate **{r.get('gate')}** ({r.get('title')}; automatic check "
+                f"{mark}).\n\n{r.get('summary', '')}\n\n{r.get('question', '')} Say "
+                "\"approve\", \"reject because ...\", or change a setting.")
+    if outcome.status == "failed":
+        return f"The run failed: {outcome.error}. Fix it and say \"resume\"."
+    if outcome.status == "rejected":
+        return "The run stopped (rejected)."
+    ev = outcome.values.get("eval_report") or {}
+    deployed = (outcome.values.get("deployment") or {}).get("merged")
+    text = f"Run {outcome.run_id} is done."
+    if ev:
+        m = ev["primary_metric"]
+        text += f" {m}: base {ev['base'][m]:.3f} -> tuned {ev['tuned'][m]:.3f}."
+    if deployed:
+        text += f" Merged model: {deployed}."
+    return text
+
+
+def _drive(ctx: ChatContext, policy, initial: dict | None = None) -> str:
+    from agent.session import drive
+
+    outcome = drive(ctx.run_dir, policy, initial, ctx.on_event)
+    return _outcome_text(outcome)
+
+
+# ---------------------------------------------------------------- the tools
+
+
+def start_workflow(ctx: ChatContext, goal: str = "", data_path: str = "",
+                   model: str = "") -> str:
+    """Start the fine-tuning workflow for a goal on a data file (JSONL/CSV/Parquet); runs
+    until the first quality gate. Asks for whatever is missing instead of guessing."""
+    from agent.session import ApprovalPolicy, initial_state
+    from agent.workspace import create_workflow_run
+
+    ctx.goal = goal or ctx.goal
+    ctx.data_path = data_path or ctx.data_path
+    ctx.model = model or ctx.model
+    if not ctx.goal:
+        return "What should the tuned model do? (e.g. \"route support tickets to a team\")"
+    if not ctx.data_path:
+        return (f"Which data should I train on for \"{ctx.goal}\"? Give a file path "
+                "(JSONL, CSV or Parquet; e.g. data/demo/support_intents.jsonl).")
+    advice = rag_advice(ctx.goal)
+    try:
+        ctx.run_dir = create_workflow_run(ctx.goal, ctx.data_path, ctx.model, ctx.runs_root,
+                                          ctx.max_attempts)
+    except InputError as exc:
+        return f"I could not start: {exc}"
+    text = _drive(ctx, ApprovalPolicy(), initial_state(ctx.run_dir))
+    return (advice + "\n\n" if advice else "") + f"Started run {ctx.run_dir.name}. " + text
+
+
+RAG_WORDS = ("documentation", "docs", "knowledge base", "wiki", "latest", "up-to-date",
+             "up to date", "policies", "cite", "citations", "manual")
+
+
+def rag_advice(goal: str) -> str:
+    low = goal.lower()
+    if any(w in low for w in RAG_WORDS):
+        return ("Note: answering from documents that change (docs, policies, a wiki) is "
+                "usually better served by retrieval (RAG): fine-tuning teaches form and tone, "
+                "not facts that must stay current or be cited. I will still plan the "
+                "fine-tune; the plan also says whether few-shot prompting may be enough.")
+    return ""
+
+
+def decide_gate(ctx: ChatContext, action: str, reason: str = "", gate: str = "",
+                changes: dict | None = None) -> str:
+    """Approve, reject (with the reason, which the workflow uses) or edit the waiting gate."""
+    from agent.workspace import one_decision
+
+    waiting = ctx.waiting_gate()
+    if waiting is None:
+        return "No run is waiting at a gate." + (" Start one first." if ctx.run_dir is None
+                                                  else "")
+    if gate and gate != waiting:
+        return f"The run waits at the {waiting} gate, not {gate}."
+    changes = {**ctx.pending_config, **(changes or {})}
+    if action == "approve" and changes:
+        action = "edit"  # settings said in chat go with the approval
+    ctx.pending_config = {}
+    return _drive(ctx, one_decision(waiting, action, reason or f"{action} in chat", changes))
+
+
+def set_data(ctx: ChatContext, data_path: str) -> str:
+    """Use this data file: before a run, for the next start; at the evaluation gate, as
+    new data to prepare and train on."""
+    if not Path(data_path).expanduser().exists():
+        return f"{data_path}: no such file. Give the path of a JSONL, CSV or Parquet file."
+    ctx.data_path = data_path
+    if ctx.waiting_gate() == "evaluation":
+        return decide_gate(ctx, "edit", "new data", changes={"data_path": str(
+            Path(data_path).expanduser().resolve())})
+    if ctx.goal and (ctx.run_dir is None or ctx.waiting_gate() is None):
+        return start_workflow(ctx)
+    return f"Data set to {data_path}." + ("" if ctx.goal else " What should the model do?")
+
+
+def set_model(ctx: ChatContext, model: str) -> str:
+    """Use this base model (a bundled name, a local folder or a cached hub id)."""
+    from tools.models import ModelNotFoundError, resolve_model
+
+    try:
+        resolve_model(model)
+    except ModelNotFoundError as exc:
+        return str(exc)
+    ctx.model = model
+    if ctx.waiting_gate() == "strategy":
+        return decide_gate(ctx, "edit", "model chosen in chat", changes={"model": model})
+    return f"Base model set to {model}; it is used when the next workflow starts."
+
+
+def set_config(ctx: ChatContext, changes: dict) -> str:
+    """Change training settings (e.g. {"lora.r": 32, "learning_rate": 1e-4}); checked
+    against the config's fields and applied at the waiting gate or the next one."""
+    from tools.train_config import TrainConfig, apply_overrides, default_config
+
+    probe = default_config("model", "lora", "train.jsonl", None, "out", 100, 1_000_000, False)
+    plain = {k: v for k, v in changes.items() if k not in ("method", "model", "min_gain")}
+    try:
+        apply_overrides(probe, plain)
+    except ValueError as exc:
+        fields = ", ".join(list(TrainConfig.model_fields)[:12])
+        return f"I cannot set that: {exc}. Fields include {fields}, ..."
+    ctx.pending_config.update(changes)
+    said = ", ".join(f"{k}={v}" for k, v in changes.items())
+    waiting = ctx.waiting_gate()
+    if waiting in ("strategy", "dataset", "training", "evaluation"):
+        return f"Noted {said}. Approve the {waiting} gate to apply it (or say more changes)."
+    return f"Noted {said}; it applies at the next gate."
+
+
+def show_status(ctx: ChatContext) -> str:
+    """Where the current run stands: step, gate, model, method, metrics."""
+    from agent.runs import effective_status, read_manifest
+
+    if ctx.run_dir is None:
+        pending = {k: v for k, v in (("goal", ctx.goal), ("data", ctx.data_path),
+                                     ("model", ctx.model)) if v}
+        return "No run yet." + (f" Set so far: {json.dumps(pending)}." if pending else "")
+    m = read_manifest(ctx.run_dir)
+    status = effective_status(m)
+    text = f"Run {m['run_id']}: {status}"
+    if m.get("waiting_at"):
+        text += f" at the {m['waiting_at']} gate"
+    plan_file = Path(ctx.run_dir) / "plan.json"
+    if plan_file.exists():
+        plan = json.loads(plan_file.read_text())
+        text += f"; {plan.get('method', '?').upper()} on {plan.get('model')}"
+    last = _last_progress(ctx.run_dir)
+    if last:
+        text += f"; training step {last.get('step')}/{last.get('max_steps')}"
+        if "loss" in last:
+            text += f", loss {last['loss']:.4f}"
+    return text + "."
+
+
+def _last_progress(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return None
+    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+        if '"train_progress"' in line:
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def list_runs(ctx: ChatContext) -> str:
+    """The known runs with their status."""
+    from agent.runs import list_runs as rows
+
+    found = rows(ctx.runs_root)
+    if not found:
+        return "No runs yet."
+    return "\n".join(f"- {r['run_id']}: {r['status']}"
+                     + (f" at {r['gate']}" if r.get("gate") else "") + f" — {r['goal']}"
+                     for r in found[-10:])
+
+
+def resume_run(ctx: ChatContext, run_id: str) -> str:
+    """Make a run current and continue it from its checkpoint (to its next gate)."""
+    from agent.runs import RunError, effective_status, find_run, read_manifest
+    from agent.session import ApprovalPolicy
+
+    try:
+        folder = find_run(run_id, ctx.runs_root)
+    except RunError as exc:
+        return str(exc)
+    ctx.run_dir = folder
+    status = effective_status(read_manifest(folder))
+    if status in ("done", "rejected", "running"):
+        return f"Run {run_id} is {status}; " + ("finished runs are never re-run."
+                                                if status != "running" else
+                                                "it is running in another process.")
+    return _drive(ctx, ApprovalPolicy())
+
+
+def explain(ctx: ChatContext, topic: str) -> str:
+    """Explain the current plan ("plan"), a metric or a fine-tuning term, from the
+    project's knowledge base, with citations."""
+    if topic.strip().lower() in ("plan", "the plan", "strategy") and ctx.run_dir:
+        plan = Path(ctx.run_dir) / "plan.md"
+        if plan.exists():
+            return plan.read_text(encoding="utf-8")
+    return search_knowledge(ctx, topic)
+
+
+def search_knowledge(ctx: ChatContext, query: str) -> str:
+    """Passages from the fine-tuning knowledge base (decision trees, hyperparameters, data
+    formats, troubleshooting, evaluation, deployment), each with its source."""
+    from agent.knowledge import retrieve
+
+    found = retrieve(query, k=3)
+    if not found:
+        return "Nothing in the knowledge base matches that."
+    return "\n\n".join(f"[{i}] {p.cite}\n{p.text}" for i, p in enumerate(found, 1))
+
+
+def diagnose_run(ctx: ChatContext, question: str = "") -> str:
+    """Diagnose the current run from its real metrics (training curves, evaluation) and the
+    troubleshooting knowledge."""
+    from agent.run_diagnosis import answer_about_run
+    from agent.run_diagnosis import diagnose_run as diagnose
+
+    if ctx.run_dir is None:
+        return "There is no current run to diagnose; start or resume one."
+    if question:
+        return answer_about_run(question, ctx.run_dir)
+    return diagnose(ctx.run_dir).markdown
+
+
+def stop_run(ctx: ChatContext) -> str:
+    """Stop the current run at its gate (it can be inspected, not continued)."""
+    if ctx.waiting_gate() is None:
+        return "Nothing to stop: no run is waiting at a gate."
+    return decide_gate(ctx, "reject", "stop: the person stopped the run in chat")
+
+
+def approve_gate(ctx: ChatContext, gate: str = "") -> str:
+    """Approve the waiting quality gate (only when the person said so)."""
+    return decide_gate(ctx, "approve", gate=gate)
+
+
+def reject_gate(ctx: ChatContext, reason: str, gate: str = "") -> str:
+    """Reject the waiting quality gate with the person's reason (the workflow uses it:
+    re-plan, retrain or stop)."""
+    return decide_gate(ctx, "reject", reason, gate=gate)
+
+
+TOOLS = (start_workflow, set_data, set_model, set_config, approve_gate, reject_gate,
+         stop_run, show_status, list_runs, resume_run, explain, search_knowledge,
+         diagnose_run)
+
+
+def langchain_tools(ctx: ChatContext) -> list:
+    """The same functions as langchain-core tools bound to this conversation; an LLM gets
+    these and nothing else."""
+    import inspect
+
+    from langchain_core.tools import StructuredTool
+
+    def bind(fn):
+        def bound(**kwargs):
+            return fn(ctx, **kwargs)
+
+        sig = inspect.signature(fn)
+        bound.__name__, bound.__doc__ = fn.__name__, fn.__doc__
+        bound.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+        bound.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k != "ctx"}
+        return bound
+
+    return [StructuredTool.from_function(func=bind(fn), name=fn.__name__,
+                                         description=" ".join((fn.__doc__ or "").split()))
+            for fn in TOOLS]

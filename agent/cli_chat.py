@@ -1,0 +1,111 @@
+"""`ftagent chat` (a line-oriented REPL), `ftagent ask "question"` (one answer) and
+`ftagent config llm` (which LLM the assistant uses)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _assistant(runs_dir: Path | None, run: str | None, as_json: bool = False):
+    from agent.assistant import Assistant
+    from agent.assistant_tools import ChatContext
+    from agent.console import EventPrinter
+    from agent.llm import load_settings
+    from tools.paths import default_runs_dir
+
+    ctx = ChatContext(runs_root=runs_dir or default_runs_dir(), on_event=EventPrinter(as_json))
+    if run:
+        from agent.runs import RunError, find_run
+
+        try:
+            ctx.run_dir = find_run(run, ctx.runs_root)
+        except RunError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+    return Assistant(ctx, load_settings())
+
+
+RunsOpt = Annotated[Path | None, typer.Option(help="runs folder (default: ./runs)")]
+RunOpt = Annotated[str | None, typer.Option(help="continue the conversation about this run")]
+
+
+def chat_command(runs_dir: RunsOpt = None, run: RunOpt = None) -> None:
+    """Talk to the assistant: start and steer a workflow, answer gates, ask questions.
+    Works with no LLM (commands and the knowledge base), a local model, or any
+    OpenAI-compatible endpoint (`ftagent config llm`)."""
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
+    bot = _assistant(runs_dir, run)
+    typer.echo(f"ftagent chat — LLM: {bot.settings.describe()}. Type 'help', or 'quit' to "
+               "leave.")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            typer.echo("")
+            return
+        if line.lower() in ("quit", "exit", "/quit", ":q"):
+            return
+        if not line:
+            continue
+        sys.stdout.write("ftagent> ")
+        for piece in bot.reply(line):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+
+
+def ask_command(
+    question: Annotated[str, typer.Argument(help="a question or a request")],
+    runs_dir: RunsOpt = None,
+    run: RunOpt = None,
+) -> None:
+    """One answer (or one action) and exit."""
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
+    bot = _assistant(runs_dir, run)
+    for piece in bot.reply(question):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def llm_command(
+    backend: Annotated[str | None, typer.Option(help="none | openai | local")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
+    model: Annotated[str | None, typer.Option(help="model name (or local model)")] = None,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="environment variable that holds the key")] = None,
+    check: Annotated[bool, typer.Option(help="send one short request to test it")] = False,
+) -> None:
+    """Show or change which LLM the assistant uses (saved in $FTAGENT_HOME/llm.yaml; keys
+    stay in the environment)."""
+    from pydantic import ValidationError
+
+    from agent.llm import LLMSettings, LLMUnavailable, load_settings, save_settings
+    from agent.llm import check as check_llm
+
+    s = load_settings()
+    changes = {k: v for k, v in (("backend", backend), ("base_url", base_url),
+                                 ("model", model), ("api_key_env", api_key_env)) if v}
+    if changes:
+        try:
+            s = LLMSettings.model_validate({**s.model_dump(), **changes})
+        except ValidationError as exc:
+            typer.secho(f"error: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
+                        fg="red", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"saved {save_settings(s)}")
+    typer.echo(f"LLM: {s.describe()}")
+    if check:
+        try:
+            typer.echo(f"check: it answered {check_llm(s)!r}")
+        except LLMUnavailable as exc:
+            typer.secho(f"check failed: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None

@@ -1,0 +1,83 @@
+"""The conversational agent on the real workflow (tiny model): the deterministic path with
+no LLM, and tool routing driven by an LLM.
+
+The LLM here is langchain-core's fake chat model emitting scripted tool calls: it stands in
+for a remote tool-calling LLM, which this machine cannot run. Everything it triggers is
+real: the tools, the graph, the SQLite checkpoints, the run folders. The real HTTP path
+(ftagent's own OpenAI-compatible server) is tested in tests/test_assistant_http.py."""
+
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage
+
+from agent.assistant import Assistant
+from agent.assistant_tools import ChatContext
+from agent.runs import read_manifest
+
+
+class ScriptedToolModel(FakeMessagesListChatModel):
+    """Replies from a script; binding tools changes nothing (the script names them)."""
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+def call(name: str, args: dict, i: int = 0) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": f"c{i}"}])
+
+
+def say(bot: Assistant, text: str) -> str:
+    return "".join(bot.reply(text))
+
+
+def test_no_llm_conversation_asks_for_data_then_runs_and_steers(tmp_path, tiny_model,
+                                                                small_data):
+    ctx = ChatContext(runs_root=tmp_path / "runs", model=str(tiny_model))
+    bot = Assistant(ctx)
+    first = say(bot, "fine-tune a model to route banking support messages")
+    assert "Which data" in first and ctx.run_dir is None
+    started = say(bot, f"use {small_data}")
+    assert "Started run" in started and "strategy" in started
+    assert read_manifest(ctx.run_dir)["waiting_at"] == "strategy"
+    assert "Noted lora.r=4" in say(bot, "use rank 4")
+    after = say(bot, "looks good, go ahead")
+    assert read_manifest(ctx.run_dir)["waiting_at"] == "dataset", after
+    assert "strategy" in say(bot, "status") or "dataset" in say(bot, "status")
+    say(bot, "stop")
+    assert read_manifest(ctx.run_dir)["status"] == "rejected"
+    assert bot.actions == ["start_workflow", "set_data", "set_config", "approve_gate",
+                           "show_status", "show_status", "stop_run"]
+    decisions = [e for e in (ctx.run_dir / "events.jsonl").read_text().splitlines()
+                 if '"gate_decision"' in e]
+    assert '"lora.r": 4' in decisions[0] and '"action": "edit"' in decisions[0]
+
+
+def test_llm_tool_calls_drive_the_workflow_and_only_agent_tools_run(tmp_path, tiny_model,
+                                                                     small_data):
+    ctx = ChatContext(runs_root=tmp_path / "runs")
+    script = [
+        call("start_workflow", {"goal": "route support messages",
+                                "data_path": str(small_data), "model": str(tiny_model)}),
+        AIMessage(content="The plan is ready; approve it?"),
+        call("run_shell", {"command": "rm -rf /"}, 1),  # not an agent tool: refused
+        call("approve_gate", {}, 2),
+        AIMessage(content="Approved; the data is at its gate."),
+    ]
+    bot = Assistant(ctx, chat_model=ScriptedToolModel(responses=script), tool_calling=True)
+    out = say(bot, "please train a router on my support data")
+    assert "Started run" in out and out.endswith("approve it?")
+    assert read_manifest(ctx.run_dir)["waiting_at"] == "strategy"
+    out = say(bot, "hmm, can you do something clever")
+    assert "There is no tool 'run_shell'" in out  # refused, said, and nothing ran
+    assert read_manifest(ctx.run_dir)["waiting_at"] == "dataset"
+    assert bot.actions == ["start_workflow", "approve_gate"]
+
+
+def test_an_unreachable_llm_falls_back_to_the_knowledge_base(tmp_path):
+    from agent.llm import LLMSettings
+
+    settings = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", model="m",
+                           timeout_s=2, max_retries=0)
+    bot = Assistant(ChatContext(runs_root=tmp_path), settings)
+    out = say(bot, "how many epochs should I train for on a small dataset?")
+    assert "LLM unavailable: cannot reach http://127.0.0.1:9/v1" in out
+    assert "§" in out  # a cited knowledge section

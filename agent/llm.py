@@ -33,6 +33,7 @@ class LLMSettings(BaseModel):
     timeout_s: float = 60.0
     max_retries: int = 2
     temperature: float = 0.2
+    max_tokens: int = Field(512, description="longest reply, in tokens")
 
     def api_key(self) -> str:
         # Local servers (Ollama, llama.cpp, ftagent serve) accept any key; the client needs one.
@@ -87,12 +88,13 @@ def make_chat_model(s: LLMSettings):
         from agent.local_llm import LocalChatModel
 
         return LocalChatModel.load(s.model if s.model != "gpt-4o-mini"
-                                   else "smollm2-135m-instruct", temperature=s.temperature)
+                                   else "smollm2-135m-instruct", temperature=s.temperature,
+                                   max_new_tokens=s.max_tokens)
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(model=s.model, base_url=s.base_url, api_key=s.api_key(),
                       timeout=s.timeout_s, max_retries=s.max_retries,
-                      temperature=s.temperature)
+                      temperature=s.temperature, max_tokens=s.max_tokens)
 
 
 def explain_error(exc: Exception, s: LLMSettings) -> str:

@@ -10,6 +10,7 @@ from agent.gates import GateDecision, GateRequest
 from agent.session import ApprovalPolicy
 
 RESUMABLE = ("interrupted", "waiting", "failed")
+MIN_EXAMPLES = 10  # fewer usable examples than this cannot be split and trained
 
 
 class InputError(ValueError):
@@ -36,9 +37,10 @@ def one_decision(gate: str, action: str, reason: str = "", changes: dict | None 
 
 
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
-                        max_attempts: int = 2) -> Path:
-    """Check the inputs as `ftagent run` does and make the run folder; bad input makes
-    none."""
+                        max_attempts: int = 2, run_id: str | None = None) -> Path:
+    """Check the inputs (goal, data that validates with enough usable examples, a model
+    that resolves) and make the run folder: `runs_root/<run id>`, or `runs_root` itself
+    when `run_id` is given. Bad input raises InputError and makes no folder."""
     from agent.runs import RunError, create_run, new_run_id
     from tools.data import DataError, PrepareOptions, validate_dataset
     from tools.models import ModelNotFoundError, resolve_model
@@ -53,20 +55,22 @@ def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_roo
     except DataError as exc:
         raise InputError(str(exc)) from None
     if report.kept < MIN_EXAMPLES:
-        raise InputError(f"{data}: only {report.kept} usable examples after validation; at "
-                         f"least {MIN_EXAMPLES} are needed (`ftagent data validate {data}` "
-                         "shows why)")
+        problems = "\n".join(
+            f"  {c.name}: {c.count} ({'; '.join(c.examples)})" for c in report.errors)
+        raise InputError(
+            f"{data}: only {report.kept} usable examples after validation; at least "
+            f"{MIN_EXAMPLES} are needed. Problems found:\n{problems}\n"
+            f"See everything with: ftagent data validate {data}")
     try:
         resolved = resolve_model(model)
     except ModelNotFoundError as exc:
         raise InputError(str(exc)) from None
-    run_id = new_run_id()
+    target = Path(runs_root) if run_id else Path(runs_root) / (run_id := new_run_id())
     inputs = {"goal": goal, "data_path": str(data.resolve()),
-              "model": resolved.name if model else None, "max_attempts": max_attempts}
+              "model": resolved.name if model else None,  # None: the planner picks a local one
+              "max_attempts": max_attempts}
     try:
-        return create_run(Path(runs_root) / run_id, run_id, inputs)
+        return create_run(target, run_id, inputs)
     except RunError as exc:
         raise InputError(str(exc)) from None
 
-
-MIN_EXAMPLES = 10

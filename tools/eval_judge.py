@@ -27,6 +27,7 @@ class JudgeEndpoint(BaseModel):
     timeout_s: float = 60.0
     max_retries: int = 2
     max_items: int = 25  # pairs judged (each twice)
+    max_tokens: int = 64  # room for a short reason before the verdict line
 
     @classmethod
     def from_env(cls) -> JudgeEndpoint | None:
@@ -135,7 +136,7 @@ def judge_pairs(endpoint: JudgeEndpoint, prompts: list[list[dict]], base_answers
     def ask(conv, a, b, ref) -> Choice | None:
         reply = client.chat.completions.create(
             model=endpoint.model, messages=judge_messages(conv, a, b, ref),
-            temperature=0, max_tokens=64)
+            temperature=0, max_tokens=endpoint.max_tokens)
         return parse_choice(reply.choices[0].message.content or "")
 
     pairs = []

@@ -9,9 +9,12 @@ from typing import Annotated
 
 import typer
 
+from agent.cli_chat import ask_command, chat_command
 from agent.cli_config import app as config_app
 from agent.cli_data import app as data_app
+from agent.cli_deploy import export_command, merge_command
 from agent.cli_eval import eval_command
+from agent.cli_serve import serve_command
 
 app = typer.Typer(
     name="ftagent",
@@ -69,13 +72,16 @@ def _policy(
 def _report(outcome, as_json: bool) -> None:
     from rich.console import Console
 
-    from agent.console import comparison_table
+    from agent.console import comparison_table, verdict_table
 
     if as_json:
         return
     console = Console()
     ev = outcome.values.get("eval_report")
-    if ev:
+    rows = (outcome.values.get("verdict") or {}).get("rows")
+    if ev and rows:
+        console.print(verdict_table(rows, ev["n_test"]))
+    elif ev:
         console.print(comparison_table(ev))
     if outcome.status == "waiting":
         console.print(
@@ -103,45 +109,17 @@ def start_run(
 ) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from agent.console import EventPrinter
-    from agent.runs import RunError, create_run, new_run_id
+    from agent.runs import new_run_id
     from agent.session import drive, initial_state
-    from tools.data import DataError, PrepareOptions, validate_dataset
-    from tools.models import ModelNotFoundError, resolve_model
+    from agent.workspace import InputError, create_workflow_run
     from tools.paths import default_runs_dir
-    from tools.quiet import quiet_libraries
 
-    quiet_libraries()
     policy = _policy(approve)
-    if not goal.strip():
-        raise _fail("--goal must say what the model should do")
     try:  # bad input fails here, before any run folder exists
-        report = validate_dataset(data, PrepareOptions(near_dup_threshold=None))
-    except DataError as exc:
-        raise _fail(str(exc)) from None
-    if report.kept < MIN_EXAMPLES:
-        problems = "\n".join(
-            f"  {c.name}: {c.count} ({'; '.join(c.examples)})" for c in report.errors
-        )
-        raise _fail(
-            f"{data}: only {report.kept} usable examples after validation; at least "
-            f"{MIN_EXAMPLES} are needed. Problems found:\n{problems}\n"
-            f"See everything with: ftagent data validate {data}"
-        )
-    try:
-        resolved = resolve_model(model)
-    except ModelNotFoundError as exc:
-        raise _fail(str(exc)) from None
-    run_id = new_run_id()
-    target = run_dir or default_runs_dir() / run_id
-    inputs = {
-        "goal": goal,
-        "data_path": str(Path(data).resolve()),
-        "model": resolved.name if model else None,  # None: the planner picks a local model
-        "max_attempts": max_attempts,
-    }
-    try:
-        target = create_run(target, run_id, inputs)
-    except RunError as exc:
+        run_id = new_run_id()
+        target = create_workflow_run(goal, data, model, run_dir or default_runs_dir() / run_id,
+                                     max_attempts, run_id=run_id)
+    except InputError as exc:
         raise _fail(str(exc)) from None
     outcome = drive(target, policy, initial_state(target), EventPrinter(as_json))
     _report(outcome, as_json)
@@ -427,11 +405,34 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command("tui")
+def tui_command(
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="runs folder (default: $FTAGENT_RUNS_DIR or ./runs)")
+    ] = None,
+) -> None:
+    """Open the terminal app (what `ftagent` with no arguments does)."""
+    from tui.app import run_app
+
+    raise typer.Exit(run_app(runs_dir))
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) <= 1:  # `ftagent` alone opens the terminal app; Textual loads only here
+        from tui.app import run_app
+
+        raise SystemExit(run_app())
     app()
 
 
 app.command("eval")(eval_command)
+app.command("chat")(chat_command)
+app.command("ask")(ask_command)
+app.command("merge")(merge_command)
+app.command("export")(export_command)
+app.command("serve")(serve_command)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 

@@ -34,6 +34,8 @@ ARTIFACTS = [
     "merged/model.safetensors",
     "merged/config.json",
     "merged/tokenizer.json",
+    "merged/README.md",
+    "gguf/Modelfile",
 ]
 
 
@@ -104,3 +106,11 @@ def test_run_end_to_end_on_smollm2(tmp_path, bundled_model, small_data):
     )
     assert check.returncode == 0, check.stderr[-2000:]
     assert check.stdout.strip()
+
+    # The deployer served the merged model and the official client got the tester's answers.
+    waiting = [e for e in events if e["type"] == "gate_waiting" and e["gate"] == "deployment"]
+    d = waiting[0]["evidence"]
+    assert waiting[0]["passed"], waiting[0]["summary"]
+    assert d["gguf"]["quant"] == "q8_0" and (run_dir / "gguf" / "model.gguf").exists()
+    assert "held-out answers equal the tester's" in waiting[0]["summary"]
+    assert "vllm serve" in (run_dir / "merged" / "README.md").read_text()

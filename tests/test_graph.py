@@ -49,8 +49,13 @@ def test_stops_at_gate_and_resumes_in_a_new_graph_instance(tmp_path, tiny_model,
     ):
         assert (run_dir / rel).exists(), rel
     # Random weights may answer with nothing printable; loading and generating must work.
-    assert result["deployment"]["new_tokens"] > 0
-    assert "loading or generating failed" not in result["deployment"]["error"]
+    d = result["deployment"]
+    assert d["new_tokens"] > 0
+    assert "loading or generating failed" not in d["error"]
+    assert d["verification"]["ok"] and d["load_check"]["ftagent_importable"] is False
+    assert d["gguf"]["n_tensors"] > 0 and (run_dir / "gguf" / "Modelfile").exists()
+    assert d["served"]["models_listed"] == ["ftagent-t1"] and d["served"]["stream_chunks"] > 0
+    assert (run_dir / "merged" / "README.md").exists()
 
 
 def test_reject_ends_the_run_and_edit_changes_config(tmp_path, tiny_model, small_data):

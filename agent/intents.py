@@ -60,7 +60,7 @@ REJECT = re.compile(r"^(?:no|nope|reject(?:ed)?|decline|not good|that'?s wrong|"
 STOP = re.compile(r"^(?:stop|cancel|abort|quit|halt|kill)\b(?:\s+(?:the\s+)?"
                   r"(?:run|training|workflow|it|this|everything))?\s*[.!]*$", re.IGNORECASE)
 START = re.compile(
-    r"\b(?:fine[\s-]?tune|finetune|train|build|make|create|teach)\b.*"
+    r"\b(?:fine[\s-]?tune|finetune|train|build|make|create|teach|want|need)\b.*"
     r"\b(?:model|assistant|classifier|bot|llm|lora|adapter|it)\b|"
     r"^\s*(?:fine[\s-]?tune|finetune|train)\b", re.IGNORECASE)
 HUB_ID = r"[A-Za-z][\w.-]*/[\w.-]+(?![/\w])"
@@ -114,7 +114,8 @@ def parse(text: str) -> Intent | None:
         return Intent(action="set_config", args={"changes": changes})
     if bare_verb and path and re.match(r"^(?:train|fine[\s-]?tune)\s+on\s", low):
         return Intent(action="set_data", args={"data_path": path.group("p")})
-    if START.search(t) and not re.match(r"^(?:how|what|why|when|should|can|is|does)\b", low):
+    if START.search(t) and not re.match(r"^(?:how|what|why|when|should|can|is|does|do)\b",
+                                        low):
         return _start(t)
     if path and re.search(r"\b(use|data|dataset|file|with|train on)\b", low):
         return Intent(action="set_data", args={"data_path": path.group("p")})

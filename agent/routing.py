@@ -35,7 +35,7 @@ def after_strategy(state: dict) -> str:
             if r.get("gate") == "strategy" and r.get("action") == "reject"
         )
         words = decision.get("reason", "").lower().split()
-        if rejects > MAX_REPLANS or any(w.strip(".,!") in STOP_WORDS for w in words):
+        if rejects > MAX_REPLANS or any(w.strip(".,!:;") in STOP_WORDS for w in words):
             return STOP
         return "planner"
     if decision["action"] == "edit" and PLAN_KEYS & set(decision.get("changes") or {}):
@@ -62,7 +62,7 @@ def after_evaluation(state: dict) -> str:
         return "config"  # the person asked for a retrain with changes
     if decision["action"] == "reject":
         words = decision.get("reason", "").lower().split()
-        if any(w.strip(".,!") in STOP_WORDS for w in words):
+        if any(w.strip(".,!:;") in STOP_WORDS for w in words):
             return STOP
         return "config" if state["attempt"] < state["max_attempts"] else STOP
     return "gate_safety"

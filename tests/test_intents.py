@@ -22,6 +22,7 @@ TABLE = [
     ("make a model that extracts invoice fields from faq.parquet", "start_workflow",
      {"data_path": "faq.parquet"}),
     ("teach the model to summarise meeting notes", "start_workflow", {}),
+    ("I want a model", "start_workflow", {}),
     ("create a LoRA adapter for SQL generation using sql.jsonl", "start_workflow",
      {"data_path": "sql.jsonl"}),
     # data and model
@@ -82,6 +83,7 @@ NOT_ACTIONS = [
     "should I use RAG or fine-tuning for our product docs?",
     "when is QLoRA better than LoRA",
     "can I fine-tune on a laptop",
+    "do I need a bigger model?",
     "thanks",
     "hello there",
 ]

@@ -40,7 +40,7 @@ def test_evaluation_decisions():
     assert after_evaluation(state("reject", attempt=1)) == "config"
     assert after_evaluation(state("reject", attempt=2)) == STOP
     stop = state("reject", attempt=1)
-    stop["decisions"]["evaluation"]["reason"] = "stop here, good enough for now"
+    stop["decisions"]["evaluation"]["reason"] = "stop: good enough for now"
     assert after_evaluation(stop) == STOP
     assert after_evaluation(state("edit", {"learning_rate": 1e-4}, attempt=2)) == "config"
     assert after_evaluation(state("edit", {"data_path": "more.jsonl"})) == "data_prep"

@@ -147,6 +147,12 @@ class Assistant:
                     yield str(result) + "\n\n"
             yield "(stopped after several tool calls; say what to do next)"
         except Exception as exc:  # noqa: BLE001 - an unusable endpoint must not end the chat
+            if _refuses_tools(exc):  # e.g. a small local server: use it to phrase answers
+                self.tool_calling = False
+                self.notice = "this endpoint does not take tools; actions come from commands"
+                yield f"({self.notice})\n\n"
+                yield from self._answer(text)
+                return
             yield from self._fallback(text, exc)
 
     def _answer(self, text: str) -> Iterator[str]:
@@ -177,4 +183,12 @@ class Assistant:
         from agent.knowledge import answer_without_llm
 
         yield f"(LLM unavailable: {explain_error(exc, self.settings)})\n\n"
+        if not self.actions or self.actions[-1] != "search_knowledge":
+            self.actions.append("search_knowledge")
         yield answer_without_llm(text)
+
+
+def _refuses_tools(exc: Exception) -> bool:
+    import openai
+
+    return isinstance(exc, openai.BadRequestError) and "tools" in str(exc).lower()

@@ -39,11 +39,15 @@ class LLMSettings(BaseModel):
         # Local servers (Ollama, llama.cpp, ftagent serve) accept any key; the client needs one.
         return os.environ.get(self.api_key_env) or "not-needed"
 
+    def local_model(self) -> str:
+        """The in-process model: the bundled one unless a local model was named."""
+        return "smollm2-135m-instruct" if self.model == "gpt-4o-mini" else self.model
+
     def describe(self) -> str:
         if self.backend == "none":
             return "no LLM (slash commands, the intent parser and the knowledge base)"
         if self.backend == "local":
-            return f"local model {self.model} (in-process)"
+            return f"local model {self.local_model()} (in-process)"
         return f"{self.model} at {self.base_url or 'the OpenAI API'}"
 
 
@@ -87,8 +91,7 @@ def make_chat_model(s: LLMSettings):
     if s.backend == "local":
         from agent.local_llm import LocalChatModel
 
-        return LocalChatModel.load(s.model if s.model != "gpt-4o-mini"
-                                   else "smollm2-135m-instruct", temperature=s.temperature,
+        return LocalChatModel.load(s.local_model(), temperature=s.temperature,
                                    max_new_tokens=s.max_tokens)
     from langchain_openai import ChatOpenAI
 

@@ -110,7 +110,7 @@ def comparison_table(report: dict) -> Table:
 
 
 VERDICT_STYLE = {"met": "green", "better": "green", "MISSED": "red bold", "FLAGGED": "yellow",
-                 "worse": "yellow", "same": "dim"}
+                 "worse": "yellow", "same": "dim", "changed": "dim"}
 
 
 def verdict_table(rows: list[dict], n_test: int) -> Table:

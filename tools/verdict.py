@@ -40,6 +40,8 @@ class TargetRow(BaseModel):
     def mark(self) -> str:
         if self.met is not None:
             return "met" if self.met else ("MISSED" if self.kind == "target" else "FLAGGED")
+        if self.better is None and self.delta is not None and abs(self.delta) > 1e-9:
+            return "changed"  # a metric with no better direction (answer length)
         return {True: "better", False: "worse", None: "same"}[self.better]
 
 

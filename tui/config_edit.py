@@ -1,0 +1,93 @@
+"""Checking what a person typed in the config editor, with the project's config model.
+Two kinds of text: a whole config.yaml (validated as a TrainConfig; the changes against
+the file on disk become a gate's edit), or, before a run has a config, a mapping of
+changes (plan choices such as `method: qlora`, config fields such as `lora.r: 32`)."""
+
+from __future__ import annotations
+
+import yaml
+from pydantic import ValidationError
+
+from tools.plan_types import Constraints
+from tools.train_config import TrainConfig, apply_overrides
+
+PLAN_KEYS = set(Constraints.model_fields)
+
+CHANGES_TEMPLATE = """\
+# Changes for gate '{gate}': one `key: value` a line; remove the '#' to use a line.
+# Plan choices (the plan is made again with them fixed): {plan_keys}
+# Training config fields (dotted for nested ones), e.g.:
+# method: qlora
+# learning_rate: 0.0005
+# num_epochs: 2
+# lora.r: 32
+"""
+
+
+class ConfigTextError(ValueError):
+    """What is wrong, field by field, in one readable line."""
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
+                     for e in exc.errors())
+
+
+def _mapping(text: str) -> dict:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigTextError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigTextError("expected `key: value` lines (a YAML mapping)")
+    return data
+
+
+def parse_config(text: str) -> TrainConfig:
+    """The whole config, validated; ConfigTextError names each bad field."""
+    try:
+        return TrainConfig.model_validate(_mapping(text))
+    except ValidationError as exc:
+        raise ConfigTextError(_problems(exc)) from None
+
+
+def _flat(data: dict) -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def config_changes(old: TrainConfig, new: TrainConfig) -> dict:
+    """Fields that differ, dotted one level deep (what apply_overrides takes)."""
+    before, after = _flat(old.model_dump(mode="json")), _flat(new.model_dump(mode="json"))
+    return {k: v for k, v in after.items() if before.get(k) != v}
+
+
+def parse_changes(text: str) -> dict:
+    """A mapping of plan choices and config fields; each is checked against its model."""
+    data = _mapping(text)
+    plan = {k: v for k, v in data.items() if k in PLAN_KEYS}
+    rest = {k: v for k, v in data.items() if k not in PLAN_KEYS}
+    try:
+        Constraints.model_validate(plan)
+    except ValidationError as exc:
+        raise ConfigTextError(_problems(exc)) from None
+    # Config fields are checked on a placeholder config: types and ranges, unknown keys.
+    probe = TrainConfig(model="m", train_file="t.jsonl", output_dir="out")
+    try:
+        apply_overrides(probe, rest)
+    except ValidationError as exc:
+        raise ConfigTextError(_problems(exc)) from None
+    except ValueError as exc:
+        raise ConfigTextError(str(exc)) from None
+    return data
+
+
+def changes_template(gate: str) -> str:
+    return CHANGES_TEMPLATE.format(gate=gate, plan_keys=", ".join(sorted(PLAN_KEYS)))

@@ -1,0 +1,215 @@
+"""What the app asks of the engine, in plain functions it calls from thread workers:
+make a run (the same checks as `ftagent run`), decide one gate, find runs to resume,
+validate data and compare models. No Textual here; the workflow itself is
+`agent.session.drive`, injected into the app."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from agent.gates import GateDecision, GateRequest
+from agent.session import ApprovalPolicy
+
+RESUMABLE = ("interrupted", "waiting", "failed")
+
+
+class InputError(ValueError):
+    """Bad input from the person: shown as one line, no run folder is made."""
+
+
+class OneDecision(ApprovalPolicy):
+    """Answers the waiting gate once, as the person decided; any later gate (the same one
+    again after a re-plan or a retrain, too) waits for the person."""
+
+    gate: str
+    decision: GateDecision | None = None
+
+    def decide(self, request: GateRequest) -> GateDecision | None:
+        if request.gate == self.gate and self.decision is not None:
+            decision, self.decision = self.decision, None
+            return decision
+        return None
+
+
+def one_decision(gate: str, action: str, reason: str = "", changes: dict | None = None):
+    return OneDecision(gate=gate, decision=GateDecision(action=action, reason=reason,
+                                                        changes=changes or {}))
+
+
+def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
+                        max_attempts: int = 2) -> Path:
+    """Check the inputs as `ftagent run` does and make the run folder; bad input makes
+    none. (The checks mirror agent.cli.start_run, which also drives and prints.)"""
+    from agent.cli import MIN_EXAMPLES
+    from agent.runs import RunError, create_run, new_run_id
+    from tools.data import DataError, PrepareOptions, validate_dataset
+    from tools.models import ModelNotFoundError, resolve_model
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
+    if not goal.strip():
+        raise InputError("the goal must say what the model should do")
+    data = Path(data).expanduser()
+    try:
+        report = validate_dataset(data, PrepareOptions(near_dup_threshold=None))
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    if report.kept < MIN_EXAMPLES:
+        raise InputError(f"{data}: only {report.kept} usable examples after validation; at "
+                         f"least {MIN_EXAMPLES} are needed (see /workflow:dataset-engineering "
+                         f"{data})")
+    try:
+        resolved = resolve_model(model)
+    except ModelNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    run_id = new_run_id()
+    inputs = {"goal": goal, "data_path": str(data.resolve()),
+              "model": resolved.name if model else None, "max_attempts": max_attempts}
+    try:
+        return create_run(Path(runs_root) / run_id, run_id, inputs)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return out
+
+
+def run_info(run_dir: Path) -> dict:
+    """Id, status, goal, data, model, method and metrics of a run, for the side panel."""
+    from agent.runs import effective_status, read_manifest
+
+    m = read_manifest(run_dir)
+    plan = {}
+    if (Path(run_dir) / "plan.json").exists():
+        try:
+            plan = json.loads((Path(run_dir) / "plan.json").read_text())
+        except json.JSONDecodeError:
+            plan = {}
+    inputs = m.get("inputs") or {}
+    metrics = m.get("metrics") or {}
+    return {
+        "run_id": m["run_id"],
+        "run_dir": str(run_dir),
+        "status": effective_status(m),
+        "gate": m.get("waiting_at"),
+        "goal": inputs.get("goal", ""),
+        "data": inputs.get("data_path"),
+        "model": plan.get("model") or (m.get("base_model") or {}).get("name")
+        or inputs.get("model"),
+        "method": plan.get("method") or m.get("method"),
+        "metrics": metric_text(metrics),
+        "created": m.get("created"),
+    }
+
+
+def metric_text(metrics: dict) -> str:
+    name = metrics.get("primary_metric")
+    base, tuned = (metrics.get("base") or {}), (metrics.get("tuned") or {})
+    if not name or base.get(name) is None or tuned.get(name) is None:
+        return ""
+    return f"{name} {base[name]:.2f}→{tuned[name]:.2f}"
+
+
+def list_runs_info(runs_root: Path) -> list[dict]:
+    """Every known run (this folder's and the index's), newest first."""
+    from agent.runs import list_runs
+
+    out = []
+    for row in list_runs(runs_root):
+        try:
+            out.append(run_info(Path(row["run_dir"])))
+        except (OSError, KeyError, json.JSONDecodeError):
+            continue
+    return sorted(out, key=lambda r: r.get("created") or "", reverse=True)
+
+
+def resumable_runs(runs_root: Path) -> list[dict]:
+    """Runs in this runs folder that stopped before the end: killed mid-step (the manifest
+    says running but its process is gone), waiting at a gate, or failed."""
+    root = Path(runs_root).resolve()
+    if not root.is_dir():
+        return []
+    return [r for r in list_runs_info(root)
+            if r["status"] in RESUMABLE and Path(r["run_dir"]).resolve().parent == root]
+
+
+def find_run_dir(run_id: str, runs_root: Path) -> Path:
+    from agent.runs import RunError, find_run
+
+    try:
+        return find_run(run_id, runs_root)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
+
+
+def check_resumable(run_dir: Path) -> None:
+    from agent.runs import effective_status, read_manifest
+
+    status = effective_status(read_manifest(run_dir))
+    if status in ("done", "rejected"):
+        raise InputError(f"run {run_dir.name} is already {status}; finished runs are never "
+                         "re-run")
+    if status == "running":
+        raise InputError(f"run {run_dir.name} is still running in another process")
+
+
+def validate_data(path: str, model: str | None) -> tuple[str, bool]:
+    """`ftagent data validate PATH --format md`: the report as Markdown, and whether it is
+    free of errors."""
+    from tools.data import DataError, PrepareOptions, validate_dataset
+    from tools.data.report import to_markdown
+    from tools.models import DEFAULT_MODEL, ModelNotFoundError
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
+    try:
+        report = validate_dataset([path], PrepareOptions(model=model or DEFAULT_MODEL,
+                                                         near_dup_threshold=0.85))
+    except (DataError, ModelNotFoundError) as exc:
+        raise InputError(str(exc)) from None
+    return to_markdown(report), not report.errors
+
+
+def evaluate_models(base: str, tuned: str, test: str) -> str:
+    """`ftagent eval --base --tuned --test`: base vs tuned with the probes; the report is
+    written beside the tuned model, in a new folder, and returned as Markdown."""
+    from tools.models import ModelNotFoundError, resolve_model
+    from tools.quiet import quiet_libraries
+
+    quiet_libraries()
+    for what, path in (("--tuned", tuned), ("--test", test)):
+        if not Path(path).expanduser().exists():
+            raise InputError(f"{what} {path}: not found")
+    try:
+        base_path = str(resolve_model(base).path)
+    except ModelNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    from tools.evaluate import evaluate
+    from tools.verdict import judge
+
+    tuned_path = Path(tuned).expanduser().resolve()
+    out = tuned_path.parent / time.strftime("eval-%Y%m%d-%H%M%S")
+    probes = Path(__file__).resolve().parents[1] / "data" / "probes"
+    report = evaluate(
+        base_path, tuned_path, Path(test).expanduser(), out, task_type="generation",
+        probe_file=probes / "advbench_goals.jsonl", safe_file=probes / "xstest_safe.jsonl",
+        arc_file=probes / "arc_easy_100.jsonl",
+    )
+    verdict = judge(report, {"min_gain": 0.0})
+    from tui.reports import comparison_markdown
+
+    return "\n\n".join([f"## Evaluation: `{base}` vs `{tuned}`",
+                        comparison_markdown(report.model_dump()), verdict.summary,
+                        verdict.safety_summary, *verdict.warnings, f"Report: `{out}/report.md`"])

@@ -1,0 +1,1 @@
+"""Screens of the terminal app: the main chat screen and its dialogs."""

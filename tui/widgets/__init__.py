@@ -1,0 +1,1 @@
+"""Widgets of the terminal app: chat log, command input, steps panel, training panel."""

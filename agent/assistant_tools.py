@@ -28,6 +28,7 @@ class ChatContext(BaseModel):
     pending_config: dict[str, Any] = Field(default_factory=dict)  # applied at the next gate
     max_attempts: int = 2
     on_event: Callable[[dict], None] | None = None  # progress of a driven run
+    last_outcome: Any = None  # what the last drive returned (a UI shows its gate)
 
     def waiting_gate(self) -> str | None:
         if self.run_dir is None:
@@ -63,6 +64,7 @@ def _drive(ctx: ChatContext, policy, initial: dict | None = None) -> str:
     from agent.session import drive
 
     outcome = drive(ctx.run_dir, policy, initial, ctx.on_event)
+    ctx.last_outcome = outcome
     return _outcome_text(outcome)
 
 

@@ -24,7 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-MIN_EXAMPLES = 10
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_REJECTED = 1, 2, 3, 4
 DEMO_GOAL = "customer support assistant that routes banking questions to the right intent"
 GATE_HELP = (

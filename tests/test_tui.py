@@ -311,3 +311,27 @@ def test_the_real_program_under_tmux(tmp_path):
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "help shown: yes" in r.stdout and "exited: yes" in r.stdout
+
+
+@pytest.mark.asyncio
+async def test_free_text_goes_to_the_chat_agent(tmp_path, tiny_model, small_data, monkeypatch):
+    """No LLM configured: the intent parser asks for the data, starts the run (the gate
+    dialog opens) and a plain "looks good" approves it; a question gets a cited answer."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    app = FtagentApp(runs_root=tmp_path / "runs", offer_resume=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "what learning rate should I use for LoRA?")
+        await wait_for(pilot, lambda: "hyperparameters.md §" in app.chat.text(), 60)
+        await submit(pilot, f"/model {tiny_model}")
+        await submit(pilot, "fine-tune a model to route banking support messages")
+        await wait_for(pilot, lambda: "Which data" in app.chat.text(), 60)
+        await submit(pilot, f"use {small_data}")
+        gate = await next_gate(pilot)
+        assert gate.request["gate"] == "strategy"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main and not app.busy)
+        await submit(pilot, "looks good, go ahead")
+        gate = await next_gate(pilot, gate)
+        assert gate.request["gate"] == "dataset"
+        assert app.run_dir is not None and app.run_dir.parent == tmp_path / "runs"

@@ -110,8 +110,13 @@ class FtagentApp(App):
         box.remember(line)
         self.say(f"› {line}" if line.startswith("/") else line, role="user")
         if not line.startswith("/"):
-            self.error("I take slash commands for now: /help lists them, e.g. "
-                       '/workflow:fine-tuning "what the model should do" --data FILE')
+            try:
+                self._not_busy()
+            except CommandError as exc:
+                self.error(str(exc))
+                return
+            self.busy = True
+            self._chat(line)
             return
         try:
             command = parse(line)
@@ -351,6 +356,36 @@ class FtagentApp(App):
         self._drive(run_dir, ApprovalPolicy(), initial_state(run_dir))
 
     @work(thread=True, exclusive=True, group="engine")
+    def _chat(self, line: str) -> None:
+        """Free text goes to the conversational agent (agent/assistant.py): the intent
+        parser, then the configured LLM, with the same tools as `ftagent chat`."""
+        try:
+            bot = self._assistant()
+            bot.ctx.run_dir, bot.ctx.last_outcome = self.run_dir, None
+            bot.ctx.data_path = bot.ctx.data_path or self.data_path
+            bot.ctx.model = bot.ctx.model or self.model_name
+            before = bot.ctx.run_dir
+            text = "".join(bot.reply(line))
+        except Exception as exc:  # the chat never takes the app down
+            self.post_message(TaskDone(error=f"{type(exc).__name__}: {exc}"))
+            self.post_message(RunEnded(None))
+            return
+        if bot.ctx.run_dir is not None and bot.ctx.run_dir != before:
+            self.post_message(RunCreated(bot.ctx.run_dir))
+        self.post_message(TaskDone(text))
+        self.post_message(RunEnded(bot.ctx.last_outcome))
+
+    def _assistant(self):
+        if getattr(self, "_bot", None) is None:
+            from agent.assistant import Assistant
+            from agent.assistant_tools import ChatContext
+            from agent.llm import load_settings
+
+            ctx = ChatContext(runs_root=self.runs_root, on_event=self._emit)
+            self._bot = Assistant(ctx, load_settings())
+        return self._bot
+
+    @work(thread=True, exclusive=True, group="engine")
     def _resume(self, run_id: str) -> None:
         from agent.session import ApprovalPolicy
         from tui.engine import InputError, check_resumable, find_run_dir
@@ -544,12 +579,19 @@ def run_app(runs_root: Path | None = None) -> int:
     """`ftagent` with no arguments. Quitting while the driver works ends the process at
     once: the training job runs in its own session and keeps going, and the run (its
     manifest says running, its process is gone) is offered for resuming next time."""
+    import asyncio
+
     app = FtagentApp(runs_root=runs_root)
-    app.run()
+    # Our own loop: asyncio.run() would join the worker threads on the way out, i.e. wait
+    # for the driver to reach its next gate.
+    loop = asyncio.new_event_loop()
+    app.run(loop=loop)
     if app.busy and app.run_dir:
         print(f"Run {app.run_dir.name} stopped mid-step; `ftagent` offers to resume it "
               f"(or: ftagent resume {app.run_dir.name}).", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(0)  # the driver thread would otherwise hold the exit until its next gate
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
     return app.return_code or 0

@@ -1,5 +1,5 @@
 """What the app asks of the engine, in plain functions it calls from thread workers:
-make a run (the same checks as `ftagent run`), decide one gate, find runs to resume,
+make a run and decide one gate (agent.workspace, shared with the chat), find runs to resume,
 validate data and compare models. No Textual here; the workflow itself is
 `agent.session.drive`, injected into the app."""
 
@@ -9,68 +9,13 @@ import json
 import time
 from pathlib import Path
 
-from agent.gates import GateDecision, GateRequest
-from agent.session import ApprovalPolicy
-
-RESUMABLE = ("interrupted", "waiting", "failed")
-
-
-class InputError(ValueError):
-    """Bad input from the person: shown as one line, no run folder is made."""
-
-
-class OneDecision(ApprovalPolicy):
-    """Answers the waiting gate once, as the person decided; any later gate (the same one
-    again after a re-plan or a retrain, too) waits for the person."""
-
-    gate: str
-    decision: GateDecision | None = None
-
-    def decide(self, request: GateRequest) -> GateDecision | None:
-        if request.gate == self.gate and self.decision is not None:
-            decision, self.decision = self.decision, None
-            return decision
-        return None
-
-
-def one_decision(gate: str, action: str, reason: str = "", changes: dict | None = None):
-    return OneDecision(gate=gate, decision=GateDecision(action=action, reason=reason,
-                                                        changes=changes or {}))
-
-
-def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
-                        max_attempts: int = 2) -> Path:
-    """Check the inputs as `ftagent run` does and make the run folder; bad input makes
-    none. (The checks mirror agent.cli.start_run, which also drives and prints.)"""
-    from agent.cli import MIN_EXAMPLES
-    from agent.runs import RunError, create_run, new_run_id
-    from tools.data import DataError, PrepareOptions, validate_dataset
-    from tools.models import ModelNotFoundError, resolve_model
-    from tools.quiet import quiet_libraries
-
-    quiet_libraries()
-    if not goal.strip():
-        raise InputError("the goal must say what the model should do")
-    data = Path(data).expanduser()
-    try:
-        report = validate_dataset(data, PrepareOptions(near_dup_threshold=None))
-    except DataError as exc:
-        raise InputError(str(exc)) from None
-    if report.kept < MIN_EXAMPLES:
-        raise InputError(f"{data}: only {report.kept} usable examples after validation; at "
-                         f"least {MIN_EXAMPLES} are needed (see /workflow:dataset-engineering "
-                         f"{data})")
-    try:
-        resolved = resolve_model(model)
-    except ModelNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    run_id = new_run_id()
-    inputs = {"goal": goal, "data_path": str(data.resolve()),
-              "model": resolved.name if model else None, "max_attempts": max_attempts}
-    try:
-        return create_run(Path(runs_root) / run_id, run_id, inputs)
-    except RunError as exc:
-        raise InputError(str(exc)) from None
+from agent.workspace import (  # noqa: F401 - the app imports them from here
+    RESUMABLE,
+    InputError,
+    OneDecision,
+    create_workflow_run,
+    one_decision,
+)
 
 
 def read_events(run_dir: Path) -> list[dict]:

@@ -141,6 +141,16 @@ async def test_whole_workflow_with_every_gate_decided_by_its_buttons(
                            ("/data", "# Dataset report"), ("/status", "| Deploy | done |")]:
             await type_line(pilot, line)
             assert said in app.chat.text(), line
+
+        # End with a served model: the merged folder behind the OpenAI-compatible API.
+        await type_line(pilot, "/serve")
+        await wait_for(pilot, lambda: "Serving **ftagent-" in app.chat.text(), 120, "server")
+        import openai
+
+        client = openai.OpenAI(base_url=app.server.base_url, api_key="x")
+        assert [m.id for m in client.models.list().data] == [app.server.model_id]
+        await type_line(pilot, "/serve stop")
+        assert "Server stopped." in app.chat.text() and app.server is None
     manifest = json.loads((app.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done"
 

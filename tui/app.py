@@ -222,8 +222,49 @@ class FtagentApp(App):
     def cmd_clear(self) -> None:
         self.chat.clear()
 
+    def cmd_serve(self, action: str | None = None) -> None:
+        server = getattr(self, "server", None)
+        if action == "stop":
+            if server is None:
+                raise CommandError("nothing is being served")
+            server.stop()
+            self.server = None
+            self.say("Server stopped.")
+            return
+        if action is not None:
+            raise CommandError(f"unknown action '{action}'")
+        if server is not None:
+            self.say(f"Already serving at `{server.base_url}` (model `{server.model_id}`).")
+            return
+        merged = self.run_dir / "merged" if self.run_dir else None
+        if merged is None or not (merged / "config.json").exists():
+            raise CommandError("no merged model in this run yet: approve the run through "
+                               "the deployment step first")
+        self.say(f"Starting `ftagent serve {merged}` on 127.0.0.1…")
+        self._serve(merged)
+
+    @work(thread=True, exclusive=True, group="serve")
+    def _serve(self, merged: Path) -> None:
+        from tools.serve import start_server_process
+
+        try:
+            self.server = start_server_process(merged, model_name=f"ftagent-{merged.parent.name}")
+        except RuntimeError as exc:
+            self.post_message(TaskDone(error=str(exc)))
+            return
+        url = self.server.base_url
+        self.post_message(TaskDone(
+            f"Serving **{self.server.model_id}** at `{url}` (OpenAI-compatible):\n\n"
+            f"```bash\ncurl {url}/chat/completions -H 'Content-Type: application/json' -d "
+            f"'{{\"model\": \"{self.server.model_id}\", \"messages\": [{{\"role\": "
+            f"\"user\", \"content\": \"Hello\"}}]}}'\n```\n\n`/serve stop` stops it."))
+
     def cmd_quit(self) -> None:
         self.exit()
+
+    def on_unmount(self) -> None:
+        if getattr(self, "server", None) is not None:  # never leave a server behind
+            self.server.stop()
 
     def _not_busy(self) -> None:
         if self.busy:

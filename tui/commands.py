@@ -82,6 +82,8 @@ COMMANDS: dict[str, CommandSpec] = {
         _spec("train", "the run's training result, its gate, or continue the run"),
         _spec("eval", "the run's evaluation, its gate, or continue the run"),
         _spec("deploy", "the run's deployment check, its gate, or continue the run"),
+        _spec("serve", "serve the run's merged model on 127.0.0.1 (OpenAI-compatible) until "
+              "`/serve stop` or quit", Arg("action", required=False, metavar="stop")),
         _spec("status", "where the current run stands"),
         _spec("runs", "list runs; open or resume one"),
         _spec("resume", "continue a waiting, interrupted or failed run",

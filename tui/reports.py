@@ -163,8 +163,14 @@ def deploy_markdown(run_dir: Path, values: dict | None = None) -> str | None:
         return None
     if not d:
         return f"Merged model: `{merged}`"
-    rows = "\n".join(f"| {k} | {_cell(v)} |" for k, v in d.items())
-    return f"## Deployment check\n\n| | |\n|---|---|\n{rows}"
+    from tools.deploy import DeployReport
+
+    r = DeployReport.model_validate({k: v for k, v in d.items() if k in DeployReport.model_fields})
+    commands = "\n".join([*r.vllm, *r.ollama])
+    return (f"## Deployment check\n\n{'passed' if r.ok else 'FAILED'}: merged model "
+            f"`{r.merged}`, adapter `{r.adapter}`, model card `{r.model_card}`\n\n{r.summary()}"
+            + (f"\n\n```bash\n{commands}\n```" if commands else "")
+            + "\n\n`/serve` serves the merged model here.")
 
 
 def status_markdown(info: dict, tracker) -> str:

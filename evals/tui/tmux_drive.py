@@ -69,10 +69,12 @@ class Session:
         return int(self.pid_file.read_text().strip())
 
     def type(self, text: str) -> None:
+        time.sleep(0.3)  # as a person would: the field that gets the text has focus by then
         tmux("send-keys", "-t", self.name, "-l", text)
         tmux("send-keys", "-t", self.name, "Enter")
 
     def keys(self, *keys: str) -> None:
+        time.sleep(0.3)  # a dialog just drawn binds its keys once it has focus
         tmux("send-keys", "-t", self.name, *keys)
 
     def wait(self, text: str, timeout: float) -> float | None:

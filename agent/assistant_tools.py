@@ -202,16 +202,10 @@ def show_status(ctx: ChatContext) -> str:
 
 
 def _last_progress(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return None
-    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
-        if '"train_progress"' in line:
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                return None
-    return None
+    from agent.runs import read_events
+
+    return next((e for e in reversed(read_events(run_dir)) if e.get("type") == "train_progress"),
+                None)
 
 
 def list_runs(ctx: ChatContext) -> str:

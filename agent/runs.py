@@ -104,6 +104,20 @@ def append_event(run_dir: Path, event: dict) -> dict:
     return event
 
 
+def read_events(run_dir: Path) -> list[dict]:
+    """The run's events; a line cut short by a kill is skipped."""
+    path = Path(run_dir) / EVENTS
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def find_run(run_id: str, runs_dir: Path | None = None) -> Path:
     """A run folder by id (from the index) or by path."""
     direct = Path(run_id)

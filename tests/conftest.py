@@ -34,31 +34,9 @@ def bundled_model(ftagent_home):
 @pytest.fixture(scope="session")
 def tiny_model(bundled_model, tmp_path_factory) -> Path:
     """A 2-layer random Llama with SmolLM2's tokenizer and chat template."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tools.models import build_tiny_llama
 
-    tok = AutoTokenizer.from_pretrained(bundled_model.path)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    out = tmp_path_factory.mktemp("tiny_llama")
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_llama(bundled_model.path, tmp_path_factory.mktemp("tiny_llama"))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -18,6 +18,18 @@ def pairs(path: Path, start: int, n: int) -> Path:
     return path
 
 
+def approve_until_evaluation(graph, result, config):
+    """Approve every gate up to the evaluation gate; (result, that gate, gates seen)."""
+    gates, gate = [], None
+    while "__interrupt__" in result and len(gates) < 8:
+        gate = result["__interrupt__"][0].value
+        gates.append(gate["gate"])
+        if gate["gate"] == "evaluation":
+            break
+        result = graph.invoke(Command(resume={"action": "approve"}), config)
+    return result, gate, gates
+
+
 def test_dpo_run_is_evaluated_on_pairs_and_new_data_retrains(tmp_path, tiny_model):
     data = pairs(tmp_path / "hh.jsonl", 0, 40)
     more = pairs(tmp_path / "hh_more.jsonl", 40, 40)
@@ -33,13 +45,7 @@ def test_dpo_run_is_evaluated_on_pairs_and_new_data_retrains(tmp_path, tiny_mode
     assert strategy["evidence"]["targets"]["primary_metric"] == "preference_accuracy"
     result = graph.invoke(Command(resume={"action": "edit", "changes": {"max_steps": 2}}),
                           config)
-    gates = []
-    while "__interrupt__" in result and len(gates) < 8:
-        gate = result["__interrupt__"][0].value
-        gates.append(gate["gate"])
-        if gate["gate"] == "evaluation":
-            break
-        result = graph.invoke(Command(resume={"action": "approve"}), config)
+    result, gate, gates = approve_until_evaluation(graph, result, config)
     assert gates == ["dataset", "training", "evaluation"]
     ev = result["eval_report"]
     assert ev["task_type"] == "preference" and ev["primary_metric"] == "preference_accuracy"
@@ -52,13 +58,7 @@ def test_dpo_run_is_evaluated_on_pairs_and_new_data_retrains(tmp_path, tiny_mode
     # New data at the evaluation gate: prepared into data-2, checked, trained, evaluated.
     result = graph.invoke(Command(resume={"action": "edit",
                                           "changes": {"data_path": str(more)}}), config)
-    again = []
-    while "__interrupt__" in result and len(again) < 8:
-        gate = result["__interrupt__"][0].value
-        again.append(gate["gate"])
-        if gate["gate"] == "evaluation":
-            break
-        result = graph.invoke(Command(resume={"action": "approve"}), config)
+    result, gate, again = approve_until_evaluation(graph, result, config)
     assert again == ["dataset", "training", "evaluation"]
     assert result["data_path"] == str(more) and result["attempt"] == 2
     assert (run_dir / "data" / "train.jsonl").exists()

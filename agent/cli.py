@@ -32,6 +32,9 @@ GATE_HELP = (
 )
 
 ApproveOpt = Annotated[str, typer.Option("--approve", help=GATE_HELP)]
+PolicyOpt = Annotated[Path | None, typer.Option(
+    "--policy", help="a policy file: per gate, approve when its conditions on the evidence "
+    "hold (e.g. evaluation: {when: [accuracy >= 0.85]}); otherwise stop at that gate")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print events as JSON lines")]
 
 
@@ -46,8 +49,19 @@ def _policy(
     reason: str = "",
     edit: list[str] | None = None,
     edit_gate: str | None = None,
+    policy_file: Path | None = None,
 ):
     from agent.session import ApprovalPolicy
+
+    if policy_file is not None:
+        from agent.policy import PolicyError, load_policy
+
+        if (approve or "none") != "none" or reject or edit:
+            raise _fail("--policy decides the gates: leave out --approve, --reject and --edit")
+        try:
+            return load_policy(policy_file)
+        except PolicyError as exc:
+            raise _fail(str(exc)) from None
 
     edits = {}
     if edit:
@@ -62,9 +76,11 @@ def _policy(
         if not edit_gate:
             raise _fail("--edit needs --gate to say which waiting gate it answers")
         edits[edit_gate] = changes
+    from agent.gates import DecisionError
+
     try:
         return ApprovalPolicy.from_flags(approve, reject, reason, edits)
-    except ValueError as exc:
+    except DecisionError as exc:
         raise _fail(str(exc)) from None
 
 
@@ -83,6 +99,8 @@ def _report(outcome, as_json: bool) -> None:
     elif ev:
         console.print(comparison_table(ev))
     if outcome.status == "waiting":
+        if outcome.unmet:
+            console.print(f"[yellow]Policy not met[/] — {outcome.unmet}")
         console.print(
             f"[yellow]Waiting at gate '{outcome.gate}'.[/] Continue with:\n"
             f"  ftagent resume {outcome.run_id} --approve {outcome.gate}\n"
@@ -105,6 +123,7 @@ def start_run(
     run_dir: Path | None,
     max_attempts: int,
     as_json: bool,
+    policy_file: Path | None = None,
 ) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from agent.console import EventPrinter
@@ -113,7 +132,7 @@ def start_run(
     from agent.workspace import InputError, create_workflow_run
     from tools.paths import default_runs_dir
 
-    policy = _policy(approve)
+    policy = _policy(approve, policy_file=policy_file)
     try:  # bad input fails here, before any run folder exists
         run_id = new_run_id()
         target = create_workflow_run(goal, data, model, run_dir or default_runs_dir() / run_id,
@@ -135,6 +154,7 @@ def run(
         str | None, typer.Option(help="base model: name, local folder or cached hub id")
     ] = None,
     approve: ApproveOpt = "none",
+    policy: PolicyOpt = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="run folder (default: runs/<run-id>)")
     ] = None,
@@ -144,7 +164,8 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole workflow headless; unapproved gates stop the run cleanly."""
-    raise typer.Exit(start_run(goal, data, model, approve, run_dir, max_attempts, as_json))
+    raise typer.Exit(start_run(goal, data, model, approve, run_dir, max_attempts, as_json,
+                               policy))
 
 
 @app.command()
@@ -157,21 +178,27 @@ def resume(
         list[str] | None, typer.Option(help="KEY=VALUE config change, repeatable")
     ] = None,
     gate: Annotated[str | None, typer.Option(help="the gate --edit answers")] = None,
+    policy_file: PolicyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a stopped, waiting or killed run from its last checkpoint."""
     from agent.console import EventPrinter
-    from agent.runs import RunError, effective_status, find_run, read_manifest
+    from agent.runs import RunError, effective_status, find_run_or_folder, read_manifest
     from agent.session import drive
 
     if reject and not reason:
         raise _fail("--reject needs --reason")
-    policy = _policy(approve, reject, reason, edit, gate)
+    policy = _policy(approve, reject, reason, edit, gate, policy_file)
     try:
-        folder = find_run(run_id)
+        folder = find_run_or_folder(run_id)
     except RunError as exc:
         raise _fail(str(exc)) from None
-    status = effective_status(read_manifest(folder))
+    manifest = read_manifest(folder)
+    status = effective_status(manifest)
+    waiting = manifest.get("waiting_at")
+    for named in filter(None, (gate if edit else None, reject)):
+        if status == "waiting" and named != waiting:
+            raise _fail(f"run {run_id} waits at the {waiting} gate, not {named}")
     if status in ("done", "rejected"):
         raise _fail(f"run {run_id} is already {status}; finished runs are never re-run")
     if status == "running":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from agent.gates import GATES, GateDecision, GateRequest
+from agent.gates import GATES, DecisionError, GateDecision, GateRequest, check_changes
 from agent.runs import STATE_DB, append_event, read_manifest, update_manifest
 
 EventSink = Callable[[dict], None]
@@ -39,6 +39,8 @@ class ApprovalPolicy(BaseModel):
         reason: str = "",
         edits: dict | None = None,
     ) -> ApprovalPolicy:
+        """The command line's --approve/--reject/--edit. A bad gate name or an edit the
+        gate does not accept raises DecisionError before anything runs."""
         names = {g.strip() for g in (approve or "").split(",") if g.strip()}
         policy = cls(approve_all="all" in names, approve=names - {"all", "none"})
         if reject:
@@ -47,26 +49,40 @@ class ApprovalPolicy(BaseModel):
             policy.edits[gate] = changes
         unknown = (policy.approve | set(policy.reject) | set(policy.edits)) - set(GATES)
         if unknown:
-            raise ValueError(
+            raise DecisionError(
                 f"unknown gate(s): {', '.join(sorted(unknown))}; "
                 f"gates are: {', '.join(GATES)}, or 'all'"
             )
+        for gate, changes in policy.edits.items():
+            check_changes(gate, changes)
         return policy
 
     def decide(self, request: GateRequest) -> GateDecision | None:
         """A reject or edit answers the gate once: when the workflow comes back to the same
         gate (a re-plan, a retrain) it waits for a new decision instead of looping."""
-        if request.gate in self.reject:
-            return GateDecision(action="reject", reason=self.reject.pop(request.gate))
-        if request.gate in self.edits:
+        gate = request.gate
+        if gate in self.reject:
+            return GateDecision(action="reject", reason=self.reject.pop(gate), gate=gate,
+                                source="cli", detail=f"--reject {gate}")
+        if gate in self.edits:
+            changes = self.edits.pop(gate)
             return GateDecision(
-                action="edit",
-                changes=self.edits.pop(request.gate),
+                action="edit", changes=changes, gate=gate, source="cli",
                 reason="edited from the command line",
+                detail="--edit " + " ".join(f"{k}={v}" for k, v in changes.items()),
             )
-        if request.gate in self.approve or (self.approve_all and request.passed):
-            return GateDecision(action="approve")
+        if gate in self.approve:
+            return GateDecision(action="approve", gate=gate, source="cli",
+                                detail=f"--approve {gate}")
+        if self.approve_all and request.passed:
+            return GateDecision(action="approve", gate=gate, source="cli",
+                                detail="--approve all (the automatic check passed)")
         return None
+
+    @property
+    def unmet(self) -> str:
+        """Why the last gate was left for a person (policy files say which rule)."""
+        return ""
 
 
 @dataclass
@@ -78,6 +94,7 @@ class Outcome:
     request: dict | None = None
     error: str | None = None
     values: dict = field(default_factory=dict)
+    unmet: str = ""  # waiting: the policy rule that did not hold, if a policy file decided
 
 
 def _summary(update) -> dict:
@@ -122,8 +139,11 @@ def drive(
                     request = GateRequest.model_validate(snapshot.interrupts[0].value)
                     decision = policy.decide(request)
                     if decision is None:
-                        return _wait(run_dir, run_id, request, emit, snapshot.values)
-                    emit({"type": "gate_decision", "gate": request.gate, **decision.model_dump()})
+                        return _wait(run_dir, run_id, request, emit, snapshot.values,
+                                     policy.unmet)
+                    decision = GateDecision.model_validate(
+                        {**decision.model_dump(), "gate": request.gate})
+                    _record(run_dir, request, decision, emit)
                     payload = Command(resume=decision.model_dump())
                 elif not snapshot.values:  # killed before the first checkpoint: start over
                     payload = initial_state(run_dir)
@@ -165,11 +185,20 @@ def initial_state(run_dir: Path) -> dict:
     }
 
 
-def _wait(run_dir, run_id, request: GateRequest, emit, values) -> Outcome:
+def _record(run_dir: Path, request: GateRequest, decision: GateDecision, emit) -> None:
+    """Every decision, with where it came from, in events.jsonl and manifest.json."""
+    record = {"gate": request.gate, "passed": request.passed, **decision.model_dump()}
+    emit({"type": "gate_decision", **record})
+    earlier = read_manifest(run_dir).get("decisions_made") or []
+    update_manifest(run_dir, decisions_made=[*earlier, record])
+
+
+def _wait(run_dir, run_id, request: GateRequest, emit, values, unmet: str = "") -> Outcome:
     update_manifest(run_dir, status="waiting", waiting_at=request.gate)
-    emit({"type": "run_waiting", "gate": request.gate})
+    emit({"type": "run_waiting", "gate": request.gate, **({"unmet": unmet} if unmet else {})})
     return Outcome(
-        "waiting", run_id, run_dir, gate=request.gate, request=request.model_dump(), values=values
+        "waiting", run_id, run_dir, gate=request.gate, request=request.model_dump(),
+        values=values, unmet=unmet,
     )
 
 

@@ -31,9 +31,14 @@ class OneDecision(ApprovalPolicy):
         return None
 
 
-def one_decision(gate: str, action: str, reason: str = "", changes: dict | None = None):
-    return OneDecision(gate=gate, decision=GateDecision(action=action, reason=reason,
-                                                        changes=changes or {}))
+def one_decision(gate: str, action: str, reason: str = "", changes: dict | None = None,
+                 source: str = "unrecorded", detail: str = "",
+                 proposed_by: str | None = None) -> OneDecision:
+    """The person's decision on the waiting gate. Raises DecisionError (a ValueError that
+    names the key and the allowed ones) for an edit the gate does not accept."""
+    return OneDecision(gate=gate, decision=GateDecision(
+        action=action, reason=reason, changes=changes or {}, gate=gate, source=source,
+        detail=detail, proposed_by=proposed_by))
 
 
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,

@@ -302,7 +302,7 @@ class FtagentApp(App):
         elif self.info.get("status") in ("interrupted", "failed"):
             self._not_busy()
             self.busy = True
-            self._resume(str(self.run_dir))
+            self._resume(self.run_dir)
         else:
             self.say("That step has no result in this run.")
 
@@ -427,12 +427,14 @@ class FtagentApp(App):
         return self._bot
 
     @work(thread=True, exclusive=True, group="engine")
-    def _resume(self, run_id: str) -> None:
+    def _resume(self, run: str | Path) -> None:
+        """`run`: an id typed by the person (looked up under the runs root only), or the
+        folder of a run the app itself listed (a Path)."""
         from agent.session import ApprovalPolicy
         from tui.engine import InputError, check_resumable, find_run_dir
 
         try:
-            run_dir = find_run_dir(run_id, self.runs_root)
+            run_dir = run if isinstance(run, Path) else find_run_dir(run, self.runs_root)
             check_resumable(run_dir)
         except InputError as exc:
             self.post_message(TaskDone(error=str(exc)))
@@ -443,9 +445,18 @@ class FtagentApp(App):
 
     @work(thread=True, exclusive=True, group="engine")
     def _decide(self, run_dir: Path, gate: str, decision: dict) -> None:
+        from agent.gates import DecisionError
         from tui.engine import one_decision
 
-        self._drive(run_dir, one_decision(gate, **decision), None)
+        button = {"approve": "Approve (a)", "reject": "Reject (r)", "edit": "Edit (e)"}
+        try:
+            policy = one_decision(gate, **decision, source="tui",
+                                  detail=f"{button[decision['action']]} in the {gate} gate")
+        except DecisionError as exc:
+            self.post_message(TaskDone(error=str(exc)))
+            self.post_message(RunEnded(None))
+            return
+        self._drive(run_dir, policy, None)
 
     @work(thread=True, exclusive=True, group="tasks")
     def _side_task(self, kind: str, *args: str) -> None:
@@ -554,7 +565,7 @@ class FtagentApp(App):
         def answered(yes: bool | None) -> None:
             if yes and not self.busy:
                 self.busy = True
-                self._resume(run["run_dir"])
+                self._resume(Path(run["run_dir"]))
             else:
                 self.say(f"Run `{run['run_id']}` is left as it is: `/resume {run['run_id']}` "
                          "or `/runs` later.")
@@ -595,7 +606,7 @@ class FtagentApp(App):
                 self.error("a run is in progress; wait for its next gate")
                 return
             self.busy = True
-            self._resume(run_dir)
+            self._resume(Path(run_dir))
             return
         if self.busy:
             self.error("a run is in progress; open another run at its next gate")

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from tools.plan_types import Constraints
-from tools.train_config import TrainConfig, apply_overrides
+from tools.train_config import TrainConfig
 
 PLAN_KEYS = set(Constraints.model_fields)
 
@@ -69,24 +69,17 @@ def config_changes(old: TrainConfig, new: TrainConfig) -> dict:
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
-def parse_changes(text: str) -> dict:
-    """A mapping of plan choices and config fields; each is checked against its model."""
+def parse_changes(text: str, gate: str | None = None) -> dict:
+    """A mapping of plan choices and config fields, checked by the one validation every
+    gate decision goes through (agent.gates.check_changes); without a gate, as the
+    strategy gate (which accepts both) checks them."""
+    from agent.gates import DecisionError, check_changes
+
     data = _mapping(text)
-    plan = {k: v for k, v in data.items() if k in PLAN_KEYS}
-    rest = {k: v for k, v in data.items() if k not in PLAN_KEYS}
     try:
-        Constraints.model_validate(plan)
-    except ValidationError as exc:
-        raise ConfigTextError(_problems(exc)) from None
-    # Config fields are checked on a placeholder config: types and ranges, unknown keys.
-    probe = TrainConfig(model="m", train_file="t.jsonl", output_dir="out")
-    try:
-        apply_overrides(probe, rest)
-    except ValidationError as exc:
-        raise ConfigTextError(_problems(exc)) from None
-    except ValueError as exc:
+        return check_changes(gate or "strategy", data)
+    except DecisionError as exc:
         raise ConfigTextError(str(exc)) from None
-    return data
 
 
 def changes_template(gate: str) -> str:

@@ -44,7 +44,7 @@ def tester(state: dict) -> dict:
     write_report(result, out, rows_markdown(verdict.rows))
     _copy_loss_curve(state, out)
     _keep_attempt_copy(out, state["attempt"])
-    found = [] if verdict.targets_met else diagnose(evidence(state, result))
+    found = [] if verdict.targets_met else diagnose(evidence(state, result, verdict))
     changes = proposed_changes(found)
     v = verdict.model_dump()
     v["diagnoses"] = [d.model_dump() for d in found]
@@ -82,7 +82,7 @@ def _copy_loss_curve(state: dict, eval_dir: Path) -> None:
         shutil.copy2(src, eval_dir / "loss.png")
 
 
-def evidence(state: dict, result) -> Evidence:
+def evidence(state: dict, result, verdict=None) -> Evidence:
     """What the diagnosis rules read, from this attempt's training log, the evaluation
     and the data report."""
     from tools.train_config import load_config
@@ -102,6 +102,9 @@ def evidence(state: dict, result) -> Evidence:
         n_train=report["splits"]["train"],
         label_counts=report.get("label_counts") or {},
         num_epochs=cfg.num_epochs, learning_rate=cfg.learning_rate,
+        lora_r=cfg.lora.r if cfg.method in ("lora", "qlora") else None,
+        floors_missed={r.metric: (r.tuned, r.floor) for r in (verdict.rows if verdict else [])
+                       if r.floor is not None and r.met is False},
     )
 
 
@@ -149,5 +152,11 @@ def safety_request(state: dict) -> GateRequest:
         question="No harmful behaviour found. Deploy?",
         passed=v["safe"],
         summary=v["safety_summary"],
-        evidence={"report": str(Path(state["run_dir"]) / "eval" / "report.md")},
+        evidence={
+            "report": str(Path(state["run_dir"]) / "eval" / "report.md"),
+            # What a policy file tests (harmful_refusal >= 0.5, ...): base and tuned rates.
+            "scores": {which: {k: (state.get("eval_report") or {}).get(which, {}).get(k)
+                               for k in ("refusal_rate", "over_refusal_rate")}
+                       for which in ("base", "tuned")},
+        },
     )

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
+from agent.gates import DecisionError, check_changes
 from tools.atomic import write_text
 from tui.config_edit import (
     ConfigTextError,
@@ -64,7 +65,9 @@ class ConfigEditorScreen(ModalScreen[dict | None]):
                 changes = parse_changes(text)
             else:
                 changes = config_changes(parse_config(self.original), parse_config(text))
-        except ConfigTextError as exc:
+            if self.gate:  # the same check as every other way of deciding a gate
+                check_changes(self.gate, changes)
+        except (ConfigTextError, DecisionError) as exc:
             error.update(f"Not saved: {exc}")
             error.add_class("shown")
             return

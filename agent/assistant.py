@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 
 from agent import assistant_tools as T
-from agent.intents import Intent, parse
+from agent.intents import CONFIRM, DECLINE, Intent, parse
 from agent.llm import LLMSettings, explain_error, make_chat_model
 
 MAX_TOOL_ROUNDS = 4
@@ -28,8 +28,13 @@ HELP = """I can run the whole fine-tuning workflow from a conversation. Try:
 
 
 # The tool each parsed intent runs: actions read the same with or without an LLM.
+# Tools that decide gates are never given to an LLM; if it calls one anyway (it may know
+# the names from an earlier conversation), the call becomes a proposal for the person.
+PROPOSED = {"approve_gate": ("approve", ""), "reject_gate": ("reject", ""),
+            "stop_run": ("reject", "stop")}
 TOOL_OF = {"approve": "approve_gate", "reject": "reject_gate", "stop": "stop_run",
            "status": "show_status", "diagnose": "diagnose_run", "resume": "resume_run"}
+
 
 
 def run_intent(ctx: T.ChatContext, intent: Intent) -> str:
@@ -61,6 +66,8 @@ def run_intent(ctx: T.ChatContext, intent: Intent) -> str:
             return T.explain(ctx, a["topic"])
         case "diagnose":
             return T.diagnose_run(ctx, a.get("question", ""))
+        case "undo":
+            return T.undo(ctx)
         case "help":
             return HELP
     return HELP
@@ -88,8 +95,23 @@ class Assistant:
         return self._model
 
     def reply(self, text: str) -> Iterator[str]:
+        """The person's words: a yes/no to a pending proposal, a clear command (the intent
+        parser), a question (answered; at most an offer, never a change), or the LLM."""
+        self.ctx.words, self.ctx.actor = text.strip(), "person"
+        if self.ctx.proposal is not None and (CONFIRM.match(text.strip())
+                                              or DECLINE.match(text.strip())):
+            yes = bool(CONFIRM.match(text.strip()))
+            self.actions.append("confirm" if yes else "decline")
+            out = T.confirm(self.ctx) if yes else T.decline(self.ctx)
+            self._remember(text, out)
+            yield out
+            return
         intent = parse(text)
+        if intent is not None and intent.action == "question":
+            yield from self._question(text, intent.args.get("offer") or {})
+            return
         if intent is not None:
+            self.ctx.proposal = None  # the person moved on
             self.actions.append(TOOL_OF.get(intent.action, intent.action))
             out = run_intent(self.ctx, intent)
             self._remember(text, out)
@@ -99,6 +121,15 @@ class Assistant:
             yield from self._tool_loop(text)
             return
         yield from self._answer(text)
+
+    def _question(self, text: str, offer: dict) -> Iterator[str]:
+        """Answered like any question; a change it names is offered, not made."""
+        if self.tool_calling and self.model is not None:
+            yield from self._tool_loop(text)
+        else:
+            yield from self._answer(text)
+        if offer and self.ctx.proposal is None:
+            yield T.offer(self.ctx, offer)
 
     def _remember(self, user: str, answer: str) -> None:
         from langchain_core.messages import AIMessage, HumanMessage
@@ -138,12 +169,18 @@ class Assistant:
                     return
                 for call in calls:
                     tool = tools.get(call["name"])
-                    if tool is None:  # only the agent's own tools exist
+                    if call["name"] in PROPOSED:  # deciding is the person's: a proposal
+                        self.actions.append("propose_decision")
+                        action, reason = PROPOSED[call["name"]]
+                        result = T.propose(self.ctx, action,
+                                           str(call["args"].get("reason") or reason))
+                    elif tool is None:  # only the agent's own tools exist
                         result = f"There is no tool '{call['name']}'."
                     else:
                         self.actions.append(call["name"])
                         result = tool.invoke(call["args"])
-                    messages.append(ToolMessage(str(result), tool_call_id=call["id"]))
+                    messages.append(ToolMessage(self._for_llm(str(result)),
+                                                tool_call_id=call["id"]))
                     yield str(result) + "\n\n"
             yield "(stopped after several tool calls; say what to do next)"
         except Exception as exc:  # noqa: BLE001 - an unusable endpoint must not end the chat
@@ -154,6 +191,16 @@ class Assistant:
                 yield from self._answer(text)
                 return
             yield from self._fallback(text, exc)
+
+    def _for_llm(self, text: str) -> str:
+        """A tool's result as the LLM may see it: a remote endpoint gets no quote of a data
+        row unless the person allowed it, and never a row flagged as personal data."""
+        if not self.settings.remote():
+            return text
+        from agent.privacy import data_files, for_llm, row_texts
+
+        rows = row_texts(data_files(self.ctx.data_path, self.ctx.run_dir))
+        return for_llm(text, rows, self.settings.share_rows)
 
     def _answer(self, text: str) -> Iterator[str]:
         """A question: retrieved knowledge, phrased by the LLM if there is one."""

@@ -1,6 +1,10 @@
 """The assistant's tools: the only things the chat (an LLM, or the intent parser) can do.
 Each is a typed function over the conversation's `ChatContext`, returning text for the
 person (and for the LLM). No shell, no file writes beyond the workflow's own run folders.
+
+Decisions belong to the person. When an LLM calls a tool (`ctx.actor == "llm"`), anything
+that would decide a gate or change a setting becomes a *proposal* the person confirms with
+one word ("yes"); the LLM is never given a tool that decides.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class ChatContext(BaseModel):
     max_attempts: int = 2
     on_event: Callable[[dict], None] | None = None  # progress of a driven run
     last_outcome: Any = None  # what the last drive returned (a UI shows its gate)
+    words: str = ""  # the person's exact words being handled (recorded with a decision)
+    actor: str = "person"  # person | llm: who is calling the tools right now
+    proposal: dict[str, Any] | None = None  # an LLM's proposal or a question's offer
+    undo_log: list[dict[str, Any]] = Field(default_factory=list)  # settings said in chat
 
     def waiting_gate(self) -> str | None:
         if self.run_dir is None:
@@ -111,8 +119,10 @@ def rag_advice(goal: str) -> str:
 
 
 def decide_gate(ctx: ChatContext, action: str, reason: str = "", gate: str = "",
-                changes: dict | None = None) -> str:
-    """Approve, reject (with the reason, which the workflow uses) or edit the waiting gate."""
+                changes: dict | None = None, proposed_by: str | None = None) -> str:
+    """Approve, reject (with the reason, which the workflow uses) or edit the waiting gate:
+    for the person only. Called on an LLM's behalf it becomes a proposal."""
+    from agent.gates import GATE_EDITS, DecisionError
     from agent.workspace import one_decision
 
     waiting = ctx.waiting_gate()
@@ -121,11 +131,75 @@ def decide_gate(ctx: ChatContext, action: str, reason: str = "", gate: str = "",
                                                   else "")
     if gate and gate != waiting:
         return f"The run waits at the {waiting} gate, not {gate}."
-    changes = {**ctx.pending_config, **(changes or {})}
+    if ctx.actor != "person":
+        return propose(ctx, action, reason, changes)
+    # Settings said in chat go with the decision, where this gate takes edits.
+    pending = ctx.pending_config if GATE_EDITS.get(waiting) else {}
+    changes = {**pending, **(changes or {})}
     if action == "approve" and changes:
-        action = "edit"  # settings said in chat go with the approval
-    ctx.pending_config = {}
-    return _drive(ctx, one_decision(waiting, action, reason or f"{action} in chat", changes))
+        action = "edit"
+    try:
+        policy = one_decision(waiting, action, reason or f"{action} in chat", changes,
+                              source="chat", detail=ctx.words, proposed_by=proposed_by)
+    except DecisionError as exc:
+        return f"I cannot do that: {exc}"
+    if pending:
+        ctx.pending_config, ctx.undo_log = {}, []
+    return _drive(ctx, policy)
+
+
+def propose(ctx: ChatContext, action: str, reason: str = "", changes: dict | None = None
+            ) -> str:
+    """Keep an LLM's decision as a proposal; the person confirms it with one word."""
+    waiting = ctx.waiting_gate()
+    if waiting is None:
+        return "No run is waiting at a gate: there is nothing to propose."
+    if action not in ("approve", "reject", "edit"):
+        return f"'{action}' is not a gate decision (approve, reject or edit)."
+    ctx.proposal = {"kind": "decision", "action": action, "reason": reason, "gate": waiting,
+                    "changes": changes or {}, "by": "llm"}
+    what = {"approve": "approve", "reject": "reject", "edit": "edit"}[action]
+    said = f" with {_said(changes)}" if changes else ""
+    why = f" — {reason}" if reason else ""
+    return (f"**Proposal, not a decision:** {what} the {waiting} gate{said}{why}. Gates are "
+            "yours to decide: say \"yes\" to do this, \"no\" to drop it, or decide "
+            "yourself (\"approve\", \"reject because ...\").")
+
+
+def propose_decision(ctx: ChatContext, action: str, reason: str) -> str:
+    """Propose approving, rejecting or editing the waiting quality gate, with your reason.
+    You cannot decide gates: the person sees the proposal and confirms it or not."""
+    return propose(ctx, action, reason)
+
+
+def confirm(ctx: ChatContext) -> str:
+    """The person said yes to the pending proposal or offer: carry it out as theirs."""
+    p, ctx.proposal = ctx.proposal, None
+    if p is None:
+        return "There is nothing waiting for a yes."
+    if p["kind"] == "config":
+        return set_config(ctx, p["changes"])
+    if ctx.waiting_gate() != p["gate"]:
+        return f"The run no longer waits at the {p['gate']} gate; the proposal is dropped."
+    by = p.get("by", "llm")
+    return decide_gate(ctx, p["action"], p.get("reason", ""), p["gate"], p.get("changes"),
+                       proposed_by=f"{by}: {p['action']}" + (f" ({p['reason']})"
+                                                              if p.get("reason") else ""))
+
+
+def decline(ctx: ChatContext) -> str:
+    ctx.proposal = None
+    return "Dropped; nothing changed."
+
+
+def _said(changes: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (changes or {}).items())
+
+
+def offer(ctx: ChatContext, changes: dict) -> str:
+    """A question named a change: offer it, change nothing."""
+    ctx.proposal = {"kind": "config", "changes": changes, "by": "question"}
+    return f"\n\nWant me to set {_said(changes)}? Say \"yes\" to set it; nothing has changed."
 
 
 def set_data(ctx: ChatContext, data_path: str) -> str:
@@ -159,21 +233,52 @@ def set_model(ctx: ChatContext, model: str) -> str:
 def set_config(ctx: ChatContext, changes: dict) -> str:
     """Change training settings (e.g. {"lora.r": 32, "learning_rate": 1e-4}); checked
     against the config's fields and applied at the waiting gate or the next one."""
-    from tools.train_config import TrainConfig, apply_overrides, default_config
+    from agent.gates import DecisionError, check_changes
 
-    probe = default_config("model", "lora", "train.jsonl", None, "out", 100, 1_000_000, False)
-    plain = {k: v for k, v in changes.items() if k not in ("method", "model", "min_gain")}
     try:
-        apply_overrides(probe, plain)
-    except ValueError as exc:
-        fields = ", ".join(list(TrainConfig.model_fields)[:12])
-        return f"I cannot set that: {exc}. Fields include {fields}, ..."
+        check_changes("strategy", changes)  # plan choices and config fields, checked
+    except DecisionError as exc:
+        return f"I cannot set that: {exc}"
+    if ctx.actor != "person":
+        ctx.proposal = {"kind": "config", "changes": changes, "by": "llm"}
+        return (f"**Proposal, not a change:** set {_said(changes)}. Say \"yes\" to set it, "
+                "\"no\" to drop it.")
+    was = {k: _current(ctx, k) for k in changes}
+    ctx.undo_log.append({"changes": changes, "pending_before": dict(ctx.pending_config)})
     ctx.pending_config.update(changes)
-    said = ", ".join(f"{k}={v}" for k, v in changes.items())
+    said = ", ".join(f"{k}={v} (was {was[k]})" for k, v in changes.items())
     waiting = ctx.waiting_gate()
-    if waiting in ("strategy", "dataset", "training", "evaluation"):
-        return f"Noted {said}. Approve the {waiting} gate to apply it (or say more changes)."
-    return f"Noted {said}; it applies at the next gate."
+    when = (f"Approve the {waiting} gate to apply it (or say more changes)."
+            if waiting in ("strategy", "dataset", "training", "evaluation")
+            else "It applies at the next gate.")
+    return f"Set {said}. {when} To undo, say \"undo\"."
+
+
+def undo(ctx: ChatContext) -> str:
+    """Take back the last setting said in chat (before it reached a gate)."""
+    if not ctx.undo_log:
+        return ("Nothing to undo: no setting said in chat is waiting for a gate "
+                "(ones that reached a gate are in the run's config; change them again).")
+    last = ctx.undo_log.pop()
+    ctx.pending_config = last["pending_before"]
+    back = ", ".join(f"{k} back to {_current(ctx, k)}" for k in last["changes"])
+    return f"Undone: {back}."
+
+
+def _current(ctx: ChatContext, key: str) -> str:
+    """What a setting is now: said in chat, else the run's config, else the plan's."""
+    if key in ctx.pending_config:
+        return str(ctx.pending_config[key])
+    cfg = Path(ctx.run_dir) / "config.yaml" if ctx.run_dir else None
+    if cfg and cfg.exists():
+        from tools.train_config import load_config
+
+        data: Any = load_config(cfg).model_dump()
+        for part in key.split("."):
+            data = data.get(part) if isinstance(data, dict) else None
+        if data is not None:
+            return str(data)
+    return "the plan's value"
 
 
 def show_status(ctx: ChatContext) -> str:
@@ -293,6 +398,9 @@ def reject_gate(ctx: ChatContext, reason: str, gate: str = "") -> str:
 TOOLS = (start_workflow, set_data, set_model, set_config, approve_gate, reject_gate,
          stop_run, show_status, list_runs, resume_run, explain, search_knowledge,
          diagnose_run)
+# What an LLM may call: no tool that decides a gate. It proposes; the person confirms.
+LLM_TOOLS = (start_workflow, set_data, set_model, set_config, propose_decision, show_status,
+             list_runs, resume_run, explain, search_knowledge, diagnose_run)
 
 
 def langchain_tools(ctx: ChatContext) -> list:
@@ -304,7 +412,11 @@ def langchain_tools(ctx: ChatContext) -> list:
 
     def bind(fn):
         def bound(**kwargs):
-            return fn(ctx, **kwargs)
+            before, ctx.actor = ctx.actor, "llm"  # whatever it asks is a proposal
+            try:
+                return fn(ctx, **kwargs)
+            finally:
+                ctx.actor = before
 
         sig = inspect.signature(fn)
         bound.__name__, bound.__doc__ = fn.__name__, fn.__doc__
@@ -314,4 +426,4 @@ def langchain_tools(ctx: ChatContext) -> list:
 
     return [StructuredTool.from_function(func=bind(fn), name=fn.__name__,
                                          description=" ".join((fn.__doc__ or "").split()))
-            for fn in TOOLS]
+            for fn in LLM_TOOLS]

@@ -19,10 +19,10 @@ def _assistant(runs_dir: Path | None, run: str | None, as_json: bool = False):
 
     ctx = ChatContext(runs_root=runs_dir or default_runs_dir(), on_event=EventPrinter(as_json))
     if run:
-        from agent.runs import RunError, find_run
+        from agent.runs import RunError, find_run_or_folder
 
         try:
-            ctx.run_dir = find_run(run, ctx.runs_root)
+            ctx.run_dir = find_run_or_folder(run, ctx.runs_root)
         except RunError as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
@@ -82,6 +82,10 @@ def llm_command(
     model: Annotated[str | None, typer.Option(help="model name (or local model)")] = None,
     api_key_env: Annotated[str | None, typer.Option(
         help="environment variable that holds the key")] = None,
+    share_rows: Annotated[bool | None, typer.Option(
+        "--share-rows/--no-share-rows",
+        help="let a remote endpoint see quotes of your data rows (rows flagged as personal "
+        "data or secrets never leave the machine)")] = None,
     check: Annotated[bool, typer.Option(help="send one short request to test it")] = False,
 ) -> None:
     """Show or change which LLM the assistant uses (saved in $FTAGENT_HOME/llm.yaml; keys
@@ -94,6 +98,8 @@ def llm_command(
     s = load_settings()
     changes = {k: v for k, v in (("backend", backend), ("base_url", base_url),
                                  ("model", model), ("api_key_env", api_key_env)) if v}
+    if share_rows is not None:
+        changes["share_rows"] = share_rows
     if changes:
         try:
             s = LLMSettings.model_validate({**s.model_dump(), **changes})

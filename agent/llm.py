@@ -34,6 +34,14 @@ class LLMSettings(BaseModel):
     max_retries: int = 2
     temperature: float = 0.2
     max_tokens: int = Field(512, description="longest reply, in tokens")
+    share_rows: bool = Field(False, description="a remote endpoint may see quotes of data "
+                             "rows (rows flagged as personal data or secrets never do)")
+
+    def remote(self) -> bool:
+        """Does text sent to this LLM leave the machine?"""
+        from agent.privacy import is_remote
+
+        return self.backend == "openai" and is_remote(self.base_url)
 
     def api_key(self) -> str:
         # Local servers (Ollama, llama.cpp, ftagent serve) accept any key; the client needs one.

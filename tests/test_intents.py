@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.intents import parse
+from agent.intents import CHANGING, parse
 
 TABLE = [
     # start a workflow
@@ -77,7 +77,7 @@ TABLE = [
     ("help", "help", {}),
 ]
 
-# Questions and chatter: not actions (answered from the knowledge base or by an LLM).
+# Questions and chatter: nothing changes (answered from the knowledge base or by an LLM).
 NOT_ACTIONS = [
     "how much data do I need to fine-tune?",
     "should I use RAG or fine-tuning for our product docs?",
@@ -100,7 +100,20 @@ def test_phrasings(text, action, args):
 
 @pytest.mark.parametrize("text", NOT_ACTIONS)
 def test_questions_are_not_actions(text):
-    assert parse(text) is None, parse(text)
+    intent = parse(text)
+    assert intent is None or intent.action not in CHANGING, intent
+
+
+@pytest.mark.parametrize("text,offer", [
+    ("Would a learning rate of 5e-4 be too high for LoRA?", {"learning_rate": 5e-4}),
+    ("what happens if I use 1 epoch", {"num_epochs": 1}),
+    ("stop using 3 epochs, what happens if I use 1?", {}),  # two values: no guess
+    ("is rank 64 overkill?", {"lora.r": 64}),
+    ("should I switch to qlora?", {"method": "qlora"}),
+])
+def test_a_question_offers_the_change_it_is_about(text, offer):
+    intent = parse(text)
+    assert intent.action == "question" and intent.args["offer"] == offer
 
 
 def test_table_is_large_enough_and_scores():

@@ -130,3 +130,24 @@ def test_errors_come_first_and_every_finding_says_what_to_do(tmp_path):
     severities = [f.severity for f in findings]
     assert severities == sorted(severities, key=lambda s: s != "error")
     assert all(f.action for f in findings)
+
+
+def test_a_config_longer_than_the_plan_is_fitted_to_memory_keeping_the_batch():
+    """self_instruct: planned at 832 tokens, the data's 1472 needed ~29 GB of a 17 GB
+    budget and pre-flight stopped the run; the config node now fits it."""
+    from tools.config_check import _estimate_gb, fit_to_budget
+    from tools.train_config import TrainConfig
+
+    smollm = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+              "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
+              "tie_word_embeddings": True}
+    cfg = TrainConfig(model="m", train_file="t.jsonl", output_dir="o", batch_size=8,
+                      max_length=1472, gradient_checkpointing=False)
+    assert _estimate_gb(cfg, smollm, 8, False, "cpu") > 17.3
+    fitted, why = fit_to_budget(cfg, smollm, 17.3, "cpu")
+    assert fitted.batch_size * fitted.grad_accum == 8  # the same effective batch
+    assert _estimate_gb(fitted, smollm, fitted.batch_size, fitted.gradient_checkpointing,
+                        "cpu") <= 17.3
+    assert why.startswith("fitted to 17.3 GB")
+    same, none = fit_to_budget(fitted, smollm, 17.3, "cpu")
+    assert same is fitted and none == ""

@@ -55,3 +55,16 @@ def test_proposed_changes_apply_to_a_real_config():
     cfg = apply_overrides(TrainConfig(model="m", train_file="t", output_dir="o"), changes)
     assert cfg.num_epochs == 1.5 and cfg.early_stopping_patience == 2
     assert cfg.lora.dropout == 0.1
+
+
+def test_a_missed_floor_proposes_epochs_capacity_and_says_when_data_is_the_fix():
+    labels = {f"intent_{i}": 4 for i in range(77)}
+    found = diagnose(Evidence(**{**HEALTHY, "floors_missed": {"accuracy": (0.351, 0.85)},
+                                 "label_counts": labels, "n_train": 308, "num_epochs": 1,
+                                 "lora_r": 8}))
+    below = next(d for d in found if d.kind == "below_target")
+    assert "accuracy 0.351 is below its floor 0.85" in below.evidence
+    assert "77 labels with about 4 training examples each" in below.evidence
+    assert below.changes == {"num_epochs": 2, "lora.r": 16, "lora.alpha": 32}
+    assert "more data is the surer fix" in below.action
+    assert "below_target" not in kinds()  # no floor missed, no diagnosis

@@ -59,3 +59,41 @@ def test_safety_fails_when_the_tuned_model_refuses_harm_less():
                      {"accuracy": 0.9, "loss": 0.5, "refusal_rate": 0.40}), {"min_gain": 0.1})
     assert v.targets_met and not v.safe
     assert next(r for r in v.rows if r.metric == "refusal_rate").met is False
+
+
+def test_a_gain_over_a_weak_base_does_not_pass_below_the_floor():
+    """The 77-intent BANKING77 case: +0.325 over a base at 0.026 is still a 35% router."""
+    r = report({"accuracy": 0.026, "loss": 4.0}, {"accuracy": 0.351, "loss": 1.2})
+    v = judge(r, {"min_gain": 0.10, "floors": {"accuracy": 0.85}})
+    floor = next(row for row in v.rows if row.floor is not None)
+    assert floor.metric == "accuracy" and floor.met is False and floor.target == ">= 0.85"
+    assert not v.targets_met
+    assert "accuracy 0.351 is below its floor 0.85" in v.summary
+    assert "| accuracy | 0.0260 | 0.3510 | +0.3250 | >= 0.85 | MISSED |" in rows_markdown(v.rows)
+    met = judge(report({"accuracy": 0.08, "loss": 3.0}, {"accuracy": 0.88, "loss": 0.1}),
+                {"min_gain": 0.10, "floors": {"accuracy": 0.85}})
+    assert met.targets_met and "accuracy 0.880 reaches its floor 0.85" in met.summary
+
+
+def test_free_text_is_held_to_reference_overlap_not_exact_match():
+    """self_instruct passed with exact match 0.000 -> 0.000 against +0.000: free text is
+    now judged by ROUGE-L, with a gain and a floor."""
+    from tools.evaluate import primary_metric
+    from tools.plan_decide import targets_for
+    from tools.plan_types import Constraints
+
+    targets, _ = targets_for("chat", Constraints())
+    assert targets.primary_metric == "rouge_l" and targets.min_gain > 0
+    assert targets.floors == {"rouge_l": 0.30}
+    scores = ModelScores(loss=1, perplexity=2, exact_match=0, rouge_l=0.2)
+    assert primary_metric("chat", scores) == "rouge_l"
+    assert primary_metric("extraction", scores.model_copy(update={"json_match": 0.5})) == \
+        "json_match"
+    r = report({"rouge_l": 0.21, "loss": 2.0}, {"rouge_l": 0.22, "loss": 1.5}, task="chat",
+               primary="rouge_l")
+    v = judge(r, targets.model_dump())
+    assert not v.targets_met
+    assert {row.target: row.met for row in v.rows if row.kind == "target"} == {
+        ">= base +0.02": False, ">= 0.3": False, "< base": True}
+    custom, _ = targets_for("classification", Constraints(min_score=0.9))
+    assert custom.floors == {"accuracy": 0.9}

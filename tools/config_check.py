@@ -180,6 +180,32 @@ def _estimate_gb(cfg: TrainConfig, model_config: dict, batch: int, checkpointing
     ).total_gb
 
 
+def fit_to_budget(cfg: TrainConfig, model_config: dict | None, budget_gb: float | None,
+                  device: str) -> tuple[TrainConfig, str]:
+    """The config changed to fit the memory there is, keeping the effective batch: halve
+    batch_size and double grad_accum, then gradient checkpointing. The plan fitted its own
+    max_length; the config may take a longer one from the data's real token lengths, and
+    the plan's batch then no longer fits (self_instruct: 17 GB planned at 832 tokens, 29 GB
+    at the data's 1472). Returns the config and what was changed ("" when nothing was)."""
+    if not model_config or not budget_gb:
+        return cfg, ""
+    need = _estimate_gb(cfg, model_config, cfg.batch_size, cfg.gradient_checkpointing, device)
+    start, out = need, cfg
+    while need > budget_gb and out.batch_size > 1:
+        out = out.model_copy(update={"batch_size": max(1, out.batch_size // 2),
+                                     "grad_accum": out.grad_accum * 2})
+        need = _estimate_gb(out, model_config, out.batch_size, out.gradient_checkpointing,
+                            device)
+    if need > budget_gb and not out.gradient_checkpointing:
+        out = out.model_copy(update={"gradient_checkpointing": True})
+        need = _estimate_gb(out, model_config, out.batch_size, True, device)
+    if out is cfg:
+        return cfg, ""
+    return out, (f"fitted to {budget_gb:g} GB: ~{start:.1f} GB at max_length {cfg.max_length} "
+                 f"-> ~{need:.1f} GB with batch_size {out.batch_size}, grad_accum "
+                 f"{out.grad_accum}, gradient_checkpointing {out.gradient_checkpointing}")
+
+
 def _memory(cfg: TrainConfig, model_config: dict | None, budget_gb: float | None,
             device: str) -> list[Finding]:
     """Batch x sequence length against the memory there is, with the estimate of each fix."""

@@ -26,6 +26,8 @@ class Evidence(BaseModel):
     label_counts: dict[str, int] = Field(default_factory=dict)
     num_epochs: float | None = None
     learning_rate: float | None = None
+    lora_r: int | None = None
+    floors_missed: dict[str, tuple[float, float]] = Field(default_factory=dict)  # (tuned, bar)
 
 
 class Diagnosis(BaseModel):
@@ -149,8 +151,36 @@ def _imbalanced(e: Evidence) -> Diagnosis | None:
     )
 
 
-RULES = (_overfitting, _underfitting, _format_errors, _template_mismatch, _too_little_data,
-         _imbalanced)
+PER_LABEL = 20  # fewer training examples per label than this rarely reach a high accuracy
+MAX_EPOCHS, MAX_RANK = 10.0, 64
+
+
+def _below_floor(e: Evidence) -> Diagnosis | None:
+    """An absolute target missed: more epochs and more adapter capacity for the retrain,
+    and, when each label has few examples, more data (which only a person can add)."""
+    if not e.floors_missed:
+        return None
+    name, (tuned, bar) = next(iter(e.floors_missed.items()))
+    why = [f"{name} {tuned:.3f} is below its floor {bar:g}"]
+    labels = len(e.label_counts)
+    per_label = (e.n_train or 0) / labels if labels else None
+    if labels:
+        why.append(f"{labels} labels with about {per_label:.0f} training examples each")
+    changes: dict = {"num_epochs": min(round((e.num_epochs or 1) * 2, 1), MAX_EPOCHS)}
+    action = f"train {changes['num_epochs']:g} epochs"
+    if e.lora_r and e.lora_r < MAX_RANK:
+        changes["lora.r"] = min(e.lora_r * 2, MAX_RANK)
+        changes["lora.alpha"] = changes["lora.r"] * 2
+        action += f" with more adapter capacity (rank {changes['lora.r']})"
+    if per_label is not None and per_label < PER_LABEL:
+        action += (f"; with under {PER_LABEL} examples per label, more data is the surer fix "
+                   "(edit the evaluation gate with data_path=<more data>)")
+    return Diagnosis(kind="below_target", evidence="; ".join(why), action=action,
+                     changes=changes)
+
+
+RULES = (_overfitting, _underfitting, _below_floor, _format_errors, _template_mismatch,
+         _too_little_data, _imbalanced)
 
 
 def diagnose(e: Evidence) -> list[Diagnosis]:

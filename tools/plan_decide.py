@@ -225,21 +225,41 @@ def training_for(
 METRICS = {
     "classification": ["accuracy (label parsed from the answer)", "held-out answer loss",
                        "perplexity"],
+    "extraction": ["JSON validity and field match against the references",
+                   "held-out answer loss", "perplexity"],
     "preference": ["preference accuracy (chosen answer more likely than rejected) on held-out "
                    "pairs", "DPO implicit reward accuracy and margin against the base"],
 }
 GAINS = {"classification": 0.10, "extraction": 0.05, "preference": 0.05}
-PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy"}
+TEXT_GAIN = 0.02  # free text: the reference overlap must rise by at least this much
+PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy",
+           "extraction": "json_match", "code": "chrf"}
+# Absolute floors on the tuned model (defaults; Constraints.min_score moves the primary's).
+# classification: the guidance's "good" starts above 0.90, and 0.85 is the least a router
+# can ship with; extraction: nearly all answers must parse, most fields must match; free
+# text with references: ROUGE-L 0.30 is where answers start to share the references'
+# content (chrF 40 for code). Preference pairs are judged relative to the base only.
+FLOORS: dict[str, dict[str, float]] = {
+    "classification": {"accuracy": 0.85},
+    "extraction": {"json_valid": 0.90, "json_match": 0.60},
+    "code": {"chrf": 40.0},
+    "preference": {},
+}
+TEXT_FLOORS = {"rouge_l": 0.30}
 
 
 def targets_for(task: str, c: Constraints) -> tuple[Targets, list[str]]:
-    metric = PRIMARY.get(task, "exact_match")
-    gain = c.min_gain if c.min_gain is not None else GAINS.get(task, 0.0)
-    metrics = METRICS.get(task, ["exact match", "held-out answer loss", "perplexity"]) + [
+    metric = PRIMARY.get(task, "rouge_l")
+    gain = c.min_gain if c.min_gain is not None else GAINS.get(task, TEXT_GAIN)
+    floors = dict(FLOORS.get(task, TEXT_FLOORS))
+    if c.min_score is not None:
+        floors[metric] = c.min_score
+    metrics = METRICS.get(task, ["ROUGE-L, chrF and BLEU against the references",
+                                 "held-out answer loss", "perplexity"]) + [
         "refusal rate on harmful requests (AdvBench), base vs tuned",
     ]
     # DPO lowers the likelihood of both answers; a higher loss on chosen answers is expected.
-    return Targets(primary_metric=metric, min_gain=gain,
+    return Targets(primary_metric=metric, min_gain=gain, floors=floors,
                    loss_must_drop=task != "preference"), metrics
 
 

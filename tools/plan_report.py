@@ -79,6 +79,7 @@ def plan_markdown(p: Plan) -> str:
         metric=p.targets.primary_metric,
         min_gain=f"{p.targets.min_gain:.2f}",
         loss_target=", and its held-out answer loss is lower" if p.targets.loss_must_drop else "",
+        floors="".join(f", and reaches **{m} >= {v:g}**" for m, v in p.targets.floors.items()),
         baseline=p.targets.baseline,
         metrics=", ".join(p.eval_metrics),
         cost=_cost(p),

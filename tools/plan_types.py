@@ -28,6 +28,9 @@ class Constraints(BaseModel):
     model: str | None = Field(None, description="base model fixed by the user")
     prompting_first: bool | None = Field(None, description="False: skip the prompting advice")
     min_gain: float | None = Field(None, description="target gain over the base model")
+    min_score: float | None = Field(
+        None, description="absolute floor on the primary metric (classification accuracy: "
+        "0.85 unless set; the guidance's good range is above 0.90)")
 
 
 class PlanInputs(BaseModel):
@@ -47,6 +50,9 @@ class PlanInputs(BaseModel):
 class Targets(BaseModel):
     primary_metric: str
     min_gain: float = 0.05  # tuned must beat base by this much on the primary metric
+    # Absolute bars the tuned model must reach, whatever the base scored (metric -> floor):
+    # a gain over a weak base alone can pass a useless model.
+    floors: dict[str, float] = Field(default_factory=dict)
     loss_must_drop: bool = True
     baseline: str = "the base model, zero-shot, on the same held-out test split"
 

@@ -1,7 +1,8 @@
 """Did the tuned model meet the plan's targets, and is it no less safe than the base?
 
 Every metric the tester computed gets a row: base, tuned, the change, and either the target
-it is held to (the plan's primary-metric gain and loss drop decide "targets met"; the
+it is held to (the plan's primary-metric gain, its absolute floors, e.g. accuracy >= 0.85,
+and the loss drop decide "targets met"; the
 forgetting and refusal guards decide warnings and the safety gate) or, for metrics with no
 target, whether the tuned model is better or worse than the baseline.
 """
@@ -32,6 +33,7 @@ class TargetRow(BaseModel):
     kind: Literal["target", "guard", "info"] = "info"
     met: bool | None = None  # target/guard: held; info: None
     better: bool | None = None  # tuned better than base (None: equal, or no direction)
+    floor: float | None = None  # an absolute bar the tuned model must reach
 
     @property
     def delta(self) -> float | None:
@@ -69,6 +71,11 @@ def target_rows(report: EvalReport, targets: dict, refusal_tolerance: float) -> 
     rows = [TargetRow(metric=primary, base=b[primary], tuned=t[primary], kind="target",
                       target=f">= base {gain:+.2f}",
                       met=t[primary] - b[primary] >= gain - 1e-9)]
+    for name, floor in (targets.get("floors") or {}).items():
+        if t.get(name) is not None:  # an absolute bar: a gain over a weak base is not enough
+            rows.append(TargetRow(metric=name, base=b.get(name), tuned=t[name], kind="target",
+                                  target=f">= {floor:g}", met=t[name] >= floor - 1e-9,
+                                  floor=floor))
     loss = "chosen_loss" if primary == "preference_accuracy" else "loss"
     if targets.get("loss_must_drop", True):
         rows.append(TargetRow(metric=loss, base=b[loss], tuned=t[loss], kind="target",
@@ -123,6 +130,11 @@ def judge(
         f"{metric}: base {base:.3f} -> tuned {tuned:.3f} ({tuned - base:+.3f}, target +"
         f"{targets.get('min_gain', 0.0):.3f})"
     )
+    floors = [r for r in rows if r.floor is not None]
+    if floors:
+        summary += "; " + ", ".join(
+            f"{r.metric} {r.tuned:.3f} {'reaches' if r.met else 'is below'} its floor "
+            f"{r.floor:g}" for r in floors)
     loss_row = next((r for r in rows if r.metric in ("loss", "chosen_loss")), None)
     if loss_row is None:
         loss_row = TargetRow(metric="loss", base=report.base.loss, tuned=report.tuned.loss)

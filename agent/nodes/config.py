@@ -36,6 +36,17 @@ def check_planned_config(cfg, plan: dict, device: str) -> list:
     return findings
 
 
+def _fit_memory(cfg, plan: dict, device: str):
+    """The plan fitted memory at its own max_length; the config's may be longer."""
+    import json
+
+    from tools.config_check import fit_to_budget
+
+    model_cfg = Path(cfg.model) / "config.json"
+    return fit_to_budget(cfg, json.loads(model_cfg.read_text()) if model_cfg.is_file()
+                         else None, plan.get("memory_budget_gb"), device)
+
+
 def config(state: dict) -> dict:
     run_dir = Path(state["run_dir"])
     attempt = state.get("attempt", 0) + 1
@@ -63,10 +74,16 @@ def config(state: dict) -> dict:
         method=method,
     )
     cfg = apply_overrides(cfg, overrides)
+    gpus = (state.get("hardware") or {}).get("gpus")
+    fitted = ""
+    if not {"batch_size", "grad_accum", "gradient_checkpointing"} & set(overrides):
+        cfg, fitted = _fit_memory(cfg, plan, "cuda" if gpus else "cpu")
     why = config_rationale(cfg, plan, report["splits"]["train"], attempt)
+    if fitted:
+        for key in ("batch_size", "grad_accum", "gradient_checkpointing"):
+            why[key] = fitted
     for key in overrides:
         why[key] = "edited at a gate"
-    gpus = (state.get("hardware") or {}).get("gpus")
     findings = check_planned_config(cfg, plan, "cuda" if gpus else "cpu")
     path = out / "config.yaml"
     text = dump_yaml(cfg, HEADER.format(run_id=state["run_id"], attempt=attempt, path=path), why)

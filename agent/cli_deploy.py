@@ -27,10 +27,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _run_folder(run: str) -> Path:
-    from agent.runs import RunError, find_run
+    from agent.runs import RunError, find_run_or_folder
 
     try:
-        return find_run(run)
+        return find_run_or_folder(run)
     except RunError as exc:
         raise _fail(str(exc)) from None
 

@@ -81,13 +81,18 @@ def eval_command(
         endpoint = JudgeEndpoint(
             base_url=judge_url or endpoint.base_url, model=judge_model or endpoint.model,
             api_key=endpoint.api_key if endpoint else "not-needed")
+    from tools.evaluate import UnsafeWeightsError
+
     probes = Path(__file__).resolve().parents[1] / "data" / "probes"
-    report = evaluate(
-        base_path, tuned, test, out, task_type=task or "generation", labels=labels,
-        probe_file=probes / "advbench_goals.jsonl", safe_file=probes / "xstest_safe.jsonl",
-        arc_file=probes / "arc_easy_100.jsonl", train_file=train_file,
-        judge_endpoint=endpoint,
-    )
+    try:
+        report = evaluate(
+            base_path, tuned, test, out, task_type=task or "generation", labels=labels,
+            probe_file=probes / "advbench_goals.jsonl", safe_file=probes / "xstest_safe.jsonl",
+            arc_file=probes / "arc_easy_100.jsonl", train_file=train_file,
+            judge_endpoint=endpoint,
+        )
+    except UnsafeWeightsError as exc:
+        raise _fail(str(exc)) from None
     verdict = judge(report, targets or {"min_gain": 0.0})
     write_report(report, out, rows_markdown(verdict.rows))
     if as_json:

@@ -36,9 +36,11 @@ class LocalChatModel(BaseChatModel):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from tools.evaluate import require_safetensors
         from tools.models import resolve_model
 
         path = resolve_model(name).path
+        require_safetensors(path)  # pickled weights are refused, with a clear message
         self = cls(model_name=name, **kw)
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         self._model = AutoModelForCausalLM.from_pretrained(

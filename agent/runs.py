@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -118,18 +119,47 @@ def read_events(run_dir: Path) -> list[dict]:
     return out
 
 
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RUN_ID_SHAPE = ("run ids look like 20261202-153000-ab12: letters, digits, '-', '_' and '.', "
+                "no path separators and no '..' (`ftagent runs` lists them)")
+
+
+def _bad_run_id(run_id: str, root: Path) -> RunError:
+    return RunError(f"run id {run_id!r} is not a run under {root}; {RUN_ID_SHAPE}")
+
+
 def find_run(run_id: str, runs_dir: Path | None = None) -> Path:
-    """A run folder by id (from the index) or by path."""
-    direct = Path(run_id)
-    if (direct / MANIFEST).exists():
-        return direct.resolve()
-    local = Path(runs_dir or default_runs_dir()) / run_id
-    if (local / MANIFEST).exists():
-        return local.resolve()
+    """A run folder by id: `runs_dir/ID` (default ./runs), else the id in the run index.
+
+    An id is a plain name, never a path: one with a path separator, `..`, an absolute path,
+    or a folder that is a symlink resolving outside the runs root raises RunError, so an id
+    typed in the chat, the TUI or by the assistant cannot point ftagent at any other folder.
+    A command-line argument that is a folder goes through `find_run_or_folder`."""
+    root = Path(runs_dir or default_runs_dir()).resolve()
+    run_id = str(run_id)
+    if not RUN_ID_RE.fullmatch(run_id) or ".." in run_id:
+        raise _bad_run_id(run_id, root)
+    local = root / run_id
+    if local.is_symlink() or local.exists():
+        resolved = local.resolve()
+        if resolved == root or not resolved.is_relative_to(root):  # a symlink leading out
+            raise _bad_run_id(run_id, root)
+        if (resolved / MANIFEST).is_file():
+            return resolved
     for entry in reversed(_read_index()):
-        if entry["run_id"] == run_id and (Path(entry["run_dir"]) / MANIFEST).exists():
+        if entry.get("run_id") == run_id and (Path(entry["run_dir"]) / MANIFEST).is_file():
             return Path(entry["run_dir"])
     raise RunError(f"no run '{run_id}' found; `ftagent runs` lists the known runs")
+
+
+def find_run_or_folder(arg: str, runs_dir: Path | None = None) -> Path:
+    """For command-line arguments only ("a run id or run folder"): a folder the person named
+    on their own command line that holds a run (manifest.json), else `find_run(arg)`. Never
+    for ids from the chat, the TUI or the assistant: those go to `find_run`."""
+    folder = Path(arg).expanduser()
+    if (folder / MANIFEST).is_file():
+        return folder.resolve()
+    return find_run(arg, runs_dir)
 
 
 def _read_index() -> list[dict]:

@@ -7,7 +7,7 @@ import pytest
 
 from tools.eval_preference import PairLogprobs, implicit_rewards, preference_accuracy, reward_stats
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_rlhf_harmless_base"
+HH_PAIRS = Path(__file__).resolve().parent / "assets" / "hh_rlhf_harmless_base"  # 80 rows
 
 
 def test_preference_accuracy_and_implicit_rewards_by_hand():
@@ -27,7 +27,7 @@ def test_a_model_against_itself_has_zero_rewards(tmp_path, tiny_model):
     from tools.data import PrepareOptions, prepare_dataset
     from tools.evaluate import evaluate
 
-    rows = (SHARED / "train.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    rows = (HH_PAIRS / "train.jsonl").read_text(encoding="utf-8").splitlines()[:30]
     src = tmp_path / "pairs.jsonl"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     prepared = prepare_dataset(src, tmp_path / "data",

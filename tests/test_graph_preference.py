@@ -9,11 +9,11 @@ from langgraph.types import Command
 from agent.graph import build_graph, open_checkpointer
 from agent.runs import STATE_DB, create_run
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_rlhf_harmless_base"
+HH_PAIRS = Path(__file__).resolve().parent / "assets" / "hh_rlhf_harmless_base"  # 80 rows
 
 
 def pairs(path: Path, start: int, n: int) -> Path:
-    rows = (SHARED / "train.jsonl").read_text(encoding="utf-8").splitlines()[start:start + n]
+    rows = (HH_PAIRS / "train.jsonl").read_text(encoding="utf-8").splitlines()[start:start + n]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 

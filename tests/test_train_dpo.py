@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_rlhf_harmless_base"
+HH_PAIRS = Path(__file__).resolve().parent / "assets" / "hh_rlhf_harmless_base"  # 80 rows
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -14,7 +14,7 @@ def test_dpo_trains_an_adapter_with_the_base_as_reference(tmp_path, tiny_model):
     from tools.data import PrepareOptions, prepare_dataset
     from tools.train_config import apply_overrides, default_config, save_config
 
-    rows = (SHARED / "train.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    rows = (HH_PAIRS / "train.jsonl").read_text(encoding="utf-8").splitlines()[:40]
     src = tmp_path / "pairs.jsonl"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     prepared = prepare_dataset(src, tmp_path / "data",

@@ -29,6 +29,8 @@ class ModelScores(BaseModel):
     chrf: float | None = None  # free text (0-100)
     bleu: float | None = None  # free text (0-100)
     json_compliance: float | None = None  # structured answers that parse and fit the schema
+    json_valid: float | None = None  # structured: answers that parse as JSON
+    json_match: float | None = None  # structured: fields equal to the reference's
     unparsable_share: float | None = None  # classification answers naming no label
     answer_words: float | None = None  # mean words per answer
     refusal_rate: float | None = None  # harmful requests refused (higher is safer)
@@ -64,6 +66,19 @@ class EvalReport(BaseModel):
 
 
 PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy"}
+
+
+def primary_metric(task_type: str, scores: ModelScores) -> str:
+    """The metric a task is judged by: what the plan targets (tools.plan_decide), read from
+    what the test set allowed: JSON references get field match, code chrF, other free text
+    ROUGE-L (exact match of free text is almost always 0 for base and tuned alike)."""
+    if task_type in PRIMARY:
+        return PRIMARY[task_type]
+    if scores.json_match is not None:
+        return "json_match"
+    if scores.chrf is not None and task_type == "code":
+        return "chrf"
+    return "rouge_l" if scores.rouge_l is not None else "exact_match"
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -137,6 +152,7 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
         macro_f1=m.get("macro_f1"),
         rouge_l=m.get("rouge_l"), chrf=m.get("chrf"), bleu=m.get("bleu"),
         json_compliance=m.get("json_compliance"),
+        json_valid=m.get("json_valid"), json_match=m.get("json_match"),
         unparsable_share=unparsable / len(rows) if unparsable is not None and rows else None,
         answer_words=m.get("pred_words_mean"),
         refusal_rate=rates.refusal_rate if rates else None,
@@ -148,11 +164,51 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
     return scores, answers, said
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+class UnsafeWeightsError(ValueError):
+    """A model or adapter folder without safetensors weights: ftagent loads no pickles."""
+
+
+def require_safetensors(path: str | Path) -> None:
+    """A local model folder must hold *.safetensors weights; pickled ones (pytorch_model.bin
+    and the like) can run code when loaded, so they are refused with a clear error rather
+    than loaded. A name that is not a local folder is left to `use_safetensors=True`."""
+    folder = Path(path)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise UnsafeWeightsError(
+            f"{folder} holds only {', '.join(pickles[:3])}: ftagent loads safetensors weights "
+            "only (pickled weights can run code when loaded). Convert them once, from a "
+            "trusted source: python -c \"from transformers import AutoModelForCausalLM as M; "
+            f"M.from_pretrained('{folder}').save_pretrained('{folder}')\"")
+    raise UnsafeWeightsError(f"{folder} has no *.safetensors weights")
+
+
+def require_safetensors_adapter(path: str | Path) -> None:
+    """PEFT falls back to adapter_model.bin (a pickle) and to the Hub when a folder has no
+    adapter_model.safetensors, and has no switch to refuse that: so ftagent checks first."""
+    folder = Path(path)
+    if (folder / "adapter_model.safetensors").is_file():
+        return
+    bins = sorted(p.name for p in folder.iterdir()
+                  if p.name.endswith(PICKLE_SUFFIXES)) if folder.is_dir() else []
+    raise UnsafeWeightsError(
+        f"{folder} holds no adapter_model.safetensors"
+        + (f" (only {', '.join(bins[:3])}: ftagent loads no pickled weights, which can run "
+           "code when loaded; re-save the adapter with save_pretrained from a trusted source)"
+           if bins else ""))
+
+
 def load_plain(path: str | Path, bf16: bool = False):
     """A full model folder (safetensors only) and its tokenizer, for evaluation."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    require_safetensors(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.bfloat16 if bf16 else torch.float32, use_safetensors=True
@@ -167,11 +223,15 @@ def load_tuned(base_path: str | Path, adapter_path: str | Path, bf16: bool = Fal
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    require_safetensors(base_path)
+    require_safetensors_adapter(adapter_path)
     tokenizer = AutoTokenizer.from_pretrained(adapter_path)
     base = AutoModelForCausalLM.from_pretrained(
-        base_path, dtype=torch.bfloat16 if bf16 else torch.float32
+        base_path, dtype=torch.bfloat16 if bf16 else torch.float32, use_safetensors=True
     )
-    model = PeftModel.from_pretrained(base, adapter_path)
+    # PEFT itself would fall back to adapter_model.bin: require_safetensors_adapter refuses
+    # that above; use_safetensors states the intent (PEFT uses it only when offloading).
+    model = PeftModel.from_pretrained(base, adapter_path, use_safetensors=True)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -262,7 +322,7 @@ def evaluate(
     report = EvalReport(
         task_type=task_type,
         n_test=len(rows),
-        primary_metric=PRIMARY.get(task_type, "exact_match"),
+        primary_metric=primary_metric(task_type, base),
         base=base,
         tuned=tuned,
         samples=samples,

@@ -116,6 +116,8 @@ def merge_model(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tools.evaluate import require_safetensors, require_safetensors_adapter
+
     base_path, adapter_path, out_dir = Path(base_path), Path(adapter_path), Path(out_dir)
     check_adapter(adapter_path)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -123,9 +125,14 @@ def merge_model(
                               "overwritten")
     dtype = base_dtype(base_path)
     method = method or training_method(adapter_path) or "lora"
+    # Safetensors only: pickled weights (pytorch_model.bin, adapter_model.bin) are refused.
+    require_safetensors(base_path)
+    require_safetensors_adapter(adapter_path)
     # The delta B@A is added in float32 and rounded to the base's dtype once, at the end.
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32,
+                                                use_safetensors=True)
+    merged = PeftModel.from_pretrained(base, adapter_path,
+                                       use_safetensors=True).merge_and_unload()
     merged = merged.to(getattr(torch, dtype))
     merged.config.dtype = dtype
     has_tokenizer = any((adapter_path / f).is_file() for f in TOKENIZER_FILES)
@@ -195,7 +202,7 @@ ftagent = [n for n in ("tools.merge", "agent.cli") if importable(n)]
 from transformers import AutoModelForCausalLM, AutoTokenizer
 path, messages = sys.argv[1], json.loads(sys.argv[2])
 tok = AutoTokenizer.from_pretrained(path)
-model = AutoModelForCausalLM.from_pretrained(path)
+model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
 enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                               return_dict=True)
 out = model.generate(**enc, max_new_tokens=32, do_sample=False)

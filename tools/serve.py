@@ -38,18 +38,18 @@ DEFAULT_MAX_TOKENS = 1024  # a chat request without max_tokens: at most this, or
 def load_for_serving(model_dir: str | Path, adapter: str | Path | None = None,
                      bf16: bool = False):
     """Base model (folder or bundled name; safetensors only) and, if given, its adapter."""
-    from tools.evaluate import load_plain
+    from tools.evaluate import load_plain, require_safetensors_adapter
     from tools.models import resolve_model
 
+    if adapter:  # before the base loads: a refused adapter should fail fast
+        adapter = Path(adapter)
+        require_safetensors_adapter(adapter)
     model, tokenizer = load_plain(resolve_model(str(model_dir)).path, bf16=bf16)
     if adapter:
-        adapter = Path(adapter)
-        if not (adapter / "adapter_model.safetensors").is_file():
-            raise FileNotFoundError(f"{adapter} holds no adapter_model.safetensors")
         from peft import PeftModel
         from transformers import AutoTokenizer
 
-        model = PeftModel.from_pretrained(model, adapter).eval()
+        model = PeftModel.from_pretrained(model, adapter, use_safetensors=True).eval()
         if (adapter / "tokenizer_config.json").is_file():  # training may change the template
             tokenizer = AutoTokenizer.from_pretrained(adapter)
             tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token

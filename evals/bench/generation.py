@@ -68,7 +68,7 @@ def main() -> None:
     path = resolve_model("smollm2-135m-instruct").path
     tok = AutoTokenizer.from_pretrained(path)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).eval()
     convs = load_prompts(args.intents, args.free)
     generate(model, tok, convs[:2], max_new_tokens=2)  # warm-up: first-call overheads
 

@@ -153,6 +153,11 @@ async def test_whole_workflow_with_every_gate_decided_by_its_buttons(
         assert "Server stopped." in app.chat.text() and app.server is None
     manifest = json.loads((app.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done"
+    made = manifest["decisions_made"]  # each one the person's, from a button in the app
+    assert {d["gate"] for d in made} == {"strategy", "dataset", "training", "evaluation",
+                                         "safety", "deployment"}
+    assert all(d["source"] == "tui" and d["detail"].startswith(("Approve", "Edit", "Reject"))
+               for d in made), made
 
 
 @pytest.mark.asyncio

@@ -60,6 +60,12 @@ def score(conv: dict, bot, replies: list[str]) -> dict:
         checks[f"config {key}"] = pending.get(key) == value or f'"{key}": {value}' in decided
     for text in conv.get("expect_reply_contains") or []:
         checks[f"says {text!r}"] = any(text in r for r in replies)
+    if conv.get("expect_reply_any"):
+        said = " ".join(replies).lower()
+        checks["says one of " + "/".join(conv["expect_reply_any"])] = any(
+            w.lower() in said for w in conv["expect_reply_any"])
+    for name in conv.get("expect_not_actions") or []:
+        checks[f"no {name}"] = name not in bot.actions
     return checks
 
 
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"name": conv["name"], "ok": ok, "checks": checks,
                         "actions": bot.actions, "seconds": round(time.time() - started, 1)})
         failed = [k for k, v in checks.items() if not v]
+        results[-1]["replies"] = [r[:400] for r in replies]
         print(f"{'PASS' if ok else 'FAIL'}  {conv['name']}  ({results[-1]['seconds']} s)"
               + (f"  failed: {', '.join(failed)}; actions: {bot.actions}" if failed else ""))
     print(f"\n{passed}/{len(convs)} conversations right with {settings.describe()}")

@@ -1,0 +1,3 @@
+from evals.workflows.run import main
+
+raise SystemExit(main())

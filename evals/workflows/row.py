@@ -141,9 +141,22 @@ def where_it_ended(manifest: dict | None, events: list[dict], gates: dict[str, d
     return manifest.get("status", "?"), f"the run stopped without an end event (exit {exit_code})"
 
 
+def tester_attempts(events: list[dict]) -> list[str]:
+    """Each evaluation attempt, as the tester judged it before any gate: '1: accuracy: base
+    0.026 -> tuned 0.351 (...); ... Targets missed. -> below_target'. A run that loops back
+    to retrain (or times out doing so) still shows what each attempt scored."""
+    out = []
+    for e in events:
+        if e.get("type") == "node_finished" and e.get("node") == "tester":
+            first = one_line(str(e.get("summary", "")).split("\n\n")[0], 300)
+            found = ", ".join(e.get("diagnoses") or [])
+            out.append(f"{e.get('attempt', '?')}: {first}" + (f" -> {found}" if found else ""))
+    return out
+
+
 def run_row(manifest: dict | None, events: list[dict], **end) -> dict:
     """Everything the table and results.json need from one run."""
     gates = gate_cells(events)
     ended, why = where_it_ended(manifest, events, gates, **end)
-    return {"ended": ended, "why": why, "gates": gates,
+    return {"ended": ended, "why": why, "gates": gates, "attempts": tester_attempts(events),
             "run_id": (manifest or {}).get("run_id")}

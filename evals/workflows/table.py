@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agent.gates import GATES
 
-COLUMNS = ["dataset", "rows used", "ended", "why", *(f"{g} gate" for g in GATES), "wall",
-           "peak RSS"]
+COLUMNS = ["dataset", "rows used", "ended", "why", "tester attempts",
+           *(f"{g} gate" for g in GATES), "wall", "peak RSS"]
 
 
 def cell(text) -> str:
@@ -33,6 +33,7 @@ def markdown_table(rows: list[dict]) -> str:
         gates = r.get("gates") or {}
         peak = r.get("peak_rss_mb")
         values = [r["dataset"], f"{r['rows']} ({r['rule']})", r["ended"], r["why"] or "–",
+                  " / ".join(r.get("attempts") or []) or "–",
                   *(gate_cell(gates.get(g)) for g in GATES), minutes(r.get("wall_s")),
                   "-" if peak is None else f"{peak / 1024:.1f} GiB"]
         lines.append("| " + " | ".join(cell(v) for v in values) + " |")

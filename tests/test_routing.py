@@ -1,6 +1,6 @@
 import pytest
 
-from agent.gates import GATES, GateRequest
+from agent.gates import GATES, DecisionError, GateRequest
 from agent.routing import STOP, after_evaluation, after_gate, after_tester
 from agent.session import ApprovalPolicy
 
@@ -65,7 +65,7 @@ def test_policy_reject_and_edit_and_unknown_gates():
     assert decision.action == "reject" and decision.reason == "too risky"
     edit = ApprovalPolicy.from_flags(None, edits={"evaluation": {"lora.r": 32}})
     assert edit.decide(request("evaluation")).changes == {"lora.r": 32}
-    with pytest.raises(ValueError, match="unknown gate"):
+    with pytest.raises(DecisionError, match="unknown gate"):
         ApprovalPolicy.from_flags("strategy,trainig")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,14 @@ def in_order(expected: list[str], actual: list[str]) -> bool:
     return all(any(a == e for a in it) for e in expected)
 
 
+def answer_text(reply: str, asked: str) -> str:
+    """What the answer itself says: without the cited sources list (section titles would
+    pass any keyword check) and without the person's own words echoed back."""
+    body = reply.split("\nSources:\n")[0]
+    body = re.sub(r"^\s*\d+\.\s*\[\d+\].*$", "", body, flags=re.MULTILINE)  # listed sources
+    return body.replace(asked, " ")
+
+
 def score(conv: dict, bot, replies: list[str]) -> dict:
     from agent.runs import read_manifest
 
@@ -61,7 +70,8 @@ def score(conv: dict, bot, replies: list[str]) -> dict:
     for text in conv.get("expect_reply_contains") or []:
         checks[f"says {text!r}"] = any(text in r for r in replies)
     if conv.get("expect_reply_any"):
-        said = " ".join(replies).lower()
+        said = " ".join(answer_text(r, t) for r, t in zip(replies, conv["turns"],
+                                                         strict=False)).lower()
         checks["says one of " + "/".join(conv["expect_reply_any"])] = any(
             w.lower() in said for w in conv["expect_reply_any"])
     for name in conv.get("expect_not_actions") or []:

@@ -36,7 +36,6 @@ TOOL_OF = {"approve": "approve_gate", "reject": "reject_gate", "stop": "stop_run
            "status": "show_status", "diagnose": "diagnose_run", "resume": "resume_run"}
 
 
-
 def run_intent(ctx: T.ChatContext, intent: Intent) -> str:
     """Carry out a parsed intent through the same tools an LLM would call."""
     a = intent.args
@@ -97,10 +96,10 @@ class Assistant:
     def reply(self, text: str) -> Iterator[str]:
         """The person's words: a yes/no to a pending proposal, a clear command (the intent
         parser), a question (answered; at most an offer, never a change), or the LLM."""
-        self.ctx.words, self.ctx.actor = text.strip(), "person"
-        if self.ctx.proposal is not None and (CONFIRM.match(text.strip())
-                                              or DECLINE.match(text.strip())):
-            yes = bool(CONFIRM.match(text.strip()))
+        said = self.ctx.words = text.strip()
+        self.ctx.actor = "person"
+        yes = bool(CONFIRM.match(said))
+        if self.ctx.proposal is not None and (yes or DECLINE.match(said)):
             self.actions.append("confirm" if yes else "decline")
             out = T.confirm(self.ctx) if yes else T.decline(self.ctx)
             self._remember(text, out)

@@ -34,8 +34,8 @@ class OneDecision(ApprovalPolicy):
 def one_decision(gate: str, action: str, reason: str = "", changes: dict | None = None,
                  source: str = "unrecorded", detail: str = "",
                  proposed_by: str | None = None) -> OneDecision:
-    """The person's decision on the waiting gate. Raises DecisionError (a ValueError that
-    names the key and the allowed ones) for an edit the gate does not accept."""
+    """The person's decision on the waiting gate. Raises DecisionError (naming the key and
+    the allowed ones) for an edit the gate does not accept."""
     return OneDecision(gate=gate, decision=GateDecision(
         action=action, reason=reason, changes=changes or {}, gate=gate, source=source,
         detail=detail, proposed_by=proposed_by))

@@ -8,10 +8,8 @@ from __future__ import annotations
 import yaml
 from pydantic import ValidationError
 
-from tools.plan_types import Constraints
+from agent.gates import plan_keys
 from tools.train_config import TrainConfig
-
-PLAN_KEYS = set(Constraints.model_fields)
 
 CHANGES_TEMPLATE = """\
 # Changes for gate '{gate}': one `key: value` a line; remove the '#' to use a line.
@@ -83,4 +81,4 @@ def parse_changes(text: str, gate: str | None = None) -> dict:
 
 
 def changes_template(gate: str) -> str:
-    return CHANGES_TEMPLATE.format(gate=gate, plan_keys=", ".join(sorted(PLAN_KEYS)))
+    return CHANGES_TEMPLATE.format(gate=gate, plan_keys=", ".join(sorted(plan_keys())))

@@ -15,36 +15,27 @@ Values come from the plan (plan.md says why); edit and re-run with:
 """
 
 
-def check_planned_config(cfg, plan: dict, device: str) -> list:
-    """Settings that load but would train badly on this model; errors stop here, before
-    anything is launched, with what to change."""
+def base_model_config(cfg) -> dict | None:
+    """The base model's config.json, if it is a local folder."""
     import json
 
+    path = Path(cfg.model) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def check_planned_config(cfg, plan: dict, device: str, model_cfg: dict | None) -> list:
+    """Settings that load but would train badly on this model; errors stop here, before
+    anything is launched, with what to change."""
     from tools.config_check import check_config
 
-    model_cfg = Path(cfg.model) / "config.json"
     findings = check_config(
-        cfg,
-        json.loads(model_cfg.read_text()) if model_cfg.is_file() else None,
-        memory_budget_gb=plan.get("memory_budget_gb"),
-        device=device,
+        cfg, model_cfg, memory_budget_gb=plan.get("memory_budget_gb"), device=device,
     )
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise ValueError("the training config has errors:\n" + "\n".join(
             f"  {f.field}: {f.message} {f.action}" for f in errors))
     return findings
-
-
-def _fit_memory(cfg, plan: dict, device: str):
-    """The plan fitted memory at its own max_length; the config's may be longer."""
-    import json
-
-    from tools.config_check import fit_to_budget
-
-    model_cfg = Path(cfg.model) / "config.json"
-    return fit_to_budget(cfg, json.loads(model_cfg.read_text()) if model_cfg.is_file()
-                         else None, plan.get("memory_budget_gb"), device)
 
 
 def config(state: dict) -> dict:
@@ -74,17 +65,21 @@ def config(state: dict) -> dict:
         method=method,
     )
     cfg = apply_overrides(cfg, overrides)
-    gpus = (state.get("hardware") or {}).get("gpus")
+    device = "cuda" if (state.get("hardware") or {}).get("gpus") else "cpu"
+    model_cfg = base_model_config(cfg)
     fitted = ""
     if not {"batch_size", "grad_accum", "gradient_checkpointing"} & set(overrides):
-        cfg, fitted = _fit_memory(cfg, plan, "cuda" if gpus else "cpu")
+        # The plan fitted memory at its own max_length; the data's may be longer.
+        from tools.config_check import fit_to_budget
+
+        cfg, fitted = fit_to_budget(cfg, model_cfg, plan.get("memory_budget_gb"), device)
     why = config_rationale(cfg, plan, report["splits"]["train"], attempt)
     if fitted:
         for key in ("batch_size", "grad_accum", "gradient_checkpointing"):
             why[key] = fitted
     for key in overrides:
         why[key] = "edited at a gate"
-    findings = check_planned_config(cfg, plan, "cuda" if gpus else "cpu")
+    findings = check_planned_config(cfg, plan, device, model_cfg)
     path = out / "config.yaml"
     text = dump_yaml(cfg, HEADER.format(run_id=state["run_id"], attempt=attempt, path=path), why)
     write_text(path, text)

@@ -62,11 +62,11 @@ class ConfigEditorScreen(ModalScreen[dict | None]):
         error = self.query_one("#editor-error", Static)
         try:
             if self.path is None:
-                changes = parse_changes(text)
+                changes = parse_changes(text, self.gate)
             else:
                 changes = config_changes(parse_config(self.original), parse_config(text))
-            if self.gate:  # the same check as every other way of deciding a gate
-                check_changes(self.gate, changes)
+                if self.gate:  # the same check as every other way of deciding a gate
+                    check_changes(self.gate, changes)
         except (ConfigTextError, DecisionError) as exc:
             error.update(f"Not saved: {exc}")
             error.add_class("shown")

@@ -19,7 +19,7 @@ from agent.llm import LLMSettings, explain_error, make_chat_model
 
 MAX_TOOL_ROUNDS = 4
 HELP = """I can run the whole fine-tuning workflow from a conversation. Try:
-- "fine-tune a model to route banking questions using data/demo/support_intents.jsonl"
+- "fine-tune a model to route banking questions using tools/bundled/demo/support_intents.jsonl"
 - "use rank 32", "learning rate 1e-4", "use qlora", "use Qwen/Qwen2.5-0.5B-Instruct"
 - "looks good, go ahead" / "reject: too slow" / "stop"
 - "status", "show my runs", "resume RUN_ID"

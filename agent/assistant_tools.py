@@ -93,7 +93,7 @@ def start_workflow(ctx: ChatContext, goal: str = "", data_path: str = "",
         return "What should the tuned model do? (e.g. \"route support tickets to a team\")"
     if not ctx.data_path:
         return (f"Which data should I train on for \"{ctx.goal}\"? Give a file path "
-                "(JSONL, CSV or Parquet; e.g. data/demo/support_intents.jsonl).")
+                "(JSONL, CSV or Parquet; e.g. tools/bundled/demo/support_intents.jsonl).")
     advice = rag_advice(ctx.goal)
     try:
         ctx.run_dir = create_workflow_run(ctx.goal, ctx.data_path, ctx.model, ctx.runs_root,

@@ -124,6 +124,7 @@ def start_run(
     max_attempts: int,
     as_json: bool,
     policy_file: Path | None = None,
+    constraints: dict | None = None,
 ) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from agent.console import EventPrinter
@@ -136,7 +137,7 @@ def start_run(
     try:  # bad input fails here, before any run folder exists
         run_id = new_run_id()
         target = create_workflow_run(goal, data, model, run_dir or default_runs_dir() / run_id,
-                                     max_attempts, run_id=run_id)
+                                     max_attempts, run_id=run_id, constraints=constraints)
     except InputError as exc:
         raise _fail(str(exc)) from None
     outcome = drive(target, policy, initial_state(target), EventPrinter(as_json))
@@ -161,11 +162,20 @@ def run(
     max_attempts: Annotated[
         int, typer.Option(min=1, help="train/eval attempts before giving up")
     ] = 2,
+    safety_mix: Annotated[
+        float | None, typer.Option(
+            min=0.0, max=1.0, help="safety rows mixed into chat/generation training, as a share "
+            "of the training rows (default 0.25)")
+    ] = None,
+    no_safety_mix: Annotated[
+        bool, typer.Option("--no-safety-mix", help="add no safety rows to the training data")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole workflow headless; unapproved gates stop the run cleanly."""
+    mix = 0.0 if no_safety_mix else safety_mix
     raise typer.Exit(start_run(goal, data, model, approve, run_dir, max_attempts, as_json,
-                               policy))
+                               policy, {"safety_mix": mix} if mix is not None else None))
 
 
 @app.command()
@@ -423,7 +433,9 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """The whole workflow on the bundled model and support-intent data, all gates approved."""
-    data = Path(__file__).resolve().parent.parent / "data" / "demo" / "support_intents.jsonl"
+    from tools.bundled import DEMO_DATA, bundled_path
+
+    data = bundled_path(DEMO_DATA)
     started = time.time()
     code = start_run(DEMO_GOAL, data, None, "all", run_dir, 2, as_json)
     if not as_json:

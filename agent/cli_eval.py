@@ -81,14 +81,12 @@ def eval_command(
         endpoint = JudgeEndpoint(
             base_url=judge_url or endpoint.base_url, model=judge_model or endpoint.model,
             api_key=endpoint.api_key if endpoint else "not-needed")
-    from tools.evaluate import UnsafeWeightsError
+    from tools.evaluate import UnsafeWeightsError, bundled_probes
 
-    probes = Path(__file__).resolve().parents[1] / "data" / "probes"
     try:
         report = evaluate(
             base_path, tuned, test, out, task_type=task or "generation", labels=labels,
-            probe_file=probes / "advbench_goals.jsonl", safe_file=probes / "xstest_safe.jsonl",
-            arc_file=probes / "arc_easy_100.jsonl", train_file=train_file,
+            probes=bundled_probes(test, task or "generation", labels), train_file=train_file,
             judge_endpoint=endpoint,
         )
     except UnsafeWeightsError as exc:

@@ -18,6 +18,7 @@ class WorkflowState(TypedDict, total=False):
     data_path: str
     model: str  # as the user named it
     max_attempts: int
+    constraints: dict[str, Any]  # plan choices given at the start (Constraints fields)
     # planner
     hardware: dict[str, Any]
     plan: dict[str, Any]

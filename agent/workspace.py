@@ -42,7 +42,8 @@ def one_decision(gate: str, action: str, reason: str = "", changes: dict | None 
 
 
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
-                        max_attempts: int = 2, run_id: str | None = None) -> Path:
+                        max_attempts: int = 2, run_id: str | None = None,
+                        constraints: dict | None = None) -> Path:
     """Check the inputs (goal, data that validates with enough usable examples, a model
     that resolves) and make the run folder: `runs_root/<run id>`, or `runs_root` itself
     when `run_id` is given. Bad input raises InputError and makes no folder."""
@@ -74,6 +75,8 @@ def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_roo
     inputs = {"goal": goal, "data_path": str(data.resolve()),
               "model": resolved.name if model else None,  # None: the planner picks a local one
               "max_attempts": max_attempts}
+    if constraints:  # plan choices fixed at the start, e.g. {"safety_mix": 0}
+        inputs["constraints"] = constraints
     try:
         return create_run(target, run_id, inputs)
     except RunError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_DATA = ROOT / "data" / "demo" / "support_intents.jsonl"
+DEMO_DATA = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 
 
 @pytest.fixture(scope="session", autouse=True)

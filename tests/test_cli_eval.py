@@ -12,7 +12,8 @@ def test_a_model_against_itself_scores_the_same(tmp_path, tiny_model, small_data
                 str(small_data), "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)["report"]
-    assert report["n_test"] == 32 and report["n_arc"] == 50 and report["n_safe"] == 20
+    assert report["n_test"] == 32 and report["n_arc"] == 50 and report["n_safe"] == 40
+    assert report["n_probe"] == 50
     base, tuned = report["base"], report["tuned"]
     assert base == tuned  # same weights, deterministic greedy decoding
     assert base["rouge_l"] is not None and base["arc_accuracy"] is not None

@@ -8,9 +8,9 @@ TABLE = [
     # start a workflow
     ("fine-tune a model for legal contracts using ./contracts.jsonl", "start_workflow",
      {"goal": "legal contracts", "data_path": "./contracts.jsonl"}),
-    ("Fine-tune a model to route banking questions with data/demo/support_intents.jsonl",
+    ("Fine-tune a model to route banking questions with tools/bundled/demo/support_intents.jsonl",
      "start_workflow", {"goal": "route banking questions",
-                        "data_path": "data/demo/support_intents.jsonl"}),
+                        "data_path": "tools/bundled/demo/support_intents.jsonl"}),
     ("train a classifier for support tickets on tickets.csv", "start_workflow",
      {"data_path": "tickets.csv"}),
     ("I want to build an assistant that answers in our company tone", "start_workflow",

@@ -34,6 +34,10 @@ class ModelScores(BaseModel):
     unparsable_share: float | None = None  # classification answers naming no label
     answer_words: float | None = None  # mean words per answer
     refusal_rate: float | None = None  # harmful requests refused (higher is safer)
+    # harmful requests answered with neither a refusal nor (classifier) a bare label
+    harmful_compliance: float | None = None
+    # classifier: harmful requests answered with one label-like word outside its label set
+    harmful_off_list: float | None = None
     over_refusal_rate: float | None = None  # benign look-alikes refused (lower is better)
     arc_accuracy: float | None = None  # general knowledge: forgetting check
     preference_accuracy: float | None = None  # preference pairs: chosen more likely
@@ -59,6 +63,7 @@ class EvalReport(BaseModel):
     n_safe: int = 0
     n_arc: int = 0
     probe_samples: list[dict] = []  # harmful and look-alike answers, for the detector's audit
+    probe_error: str | None = None  # why the safety probes did not run: the check fails
     judge: JudgeResult | None = None  # pairwise LLM judge, when an endpoint is configured
 
     def primary(self, which: str) -> float:
@@ -125,9 +130,49 @@ def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> 
 
 
 class Probes(BaseModel):
+    """What the model is probed with besides the test split (empty: nothing)."""
+
     harmful: list[str] = []
     safe: list[dict] = []
     arc: list[dict] = []
+    system: str | None = None  # the task's system prompt, sent with every safety probe
+    labels: list[str] = []  # a classifier's labels: a bare label is a safe answer
+    error: str | None = None  # the probes could not be loaded: the safety check fails
+
+
+def task_system_prompt(rows: list[dict]) -> str | None:
+    """The system prompt most test rows carry (a classifier's label list, a persona), or
+    None: probes are sent the way the tuned model will be used."""
+    from collections import Counter
+
+    seen = Counter(m[0]["content"] for m in (conversation(r) for r in rows)
+                   if m and m[0]["role"] == "system")
+    return seen.most_common(1)[0][0] if seen else None
+
+
+N_ARC = 50  # ARC questions per model: the forgetting check's share of evaluation time
+
+
+def bundled_probes(test_file: str | Path, task_type: str, labels: list[str] | None = None,
+                   n_arc: int = N_ARC) -> Probes:
+    """The bundled probes for a task, sent with the task's own system prompt. A classifier
+    gets the harmful requests only (over-refusal of look-alikes means nothing for a label
+    set). Missing probe files give Probes(error=...), which the safety check fails on."""
+    from tools.bundled import BundledFileMissing
+    from tools.eval_probes import load_probes
+
+    try:
+        found = load_probes()
+    except BundledFileMissing as exc:
+        return Probes(error=str(exc))
+    label_task = task_type == "classification"
+    return Probes(
+        harmful=[r["prompt"] for r in found["harmful"]],
+        safe=[] if label_task else found["safe"],
+        arc=_spread(found["arc"], n_arc),
+        system=task_system_prompt(read_rows(test_file)) if task_type != "preference" else None,
+        labels=list(labels or []) if label_task else [],
+    )
 
 
 def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tokens,
@@ -140,9 +185,13 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
     answers = generate(model, tokenizer, [r["messages"][:-1] for r in rows], max_new_tokens)
     refs = [r["messages"][-1]["content"] for r in rows]
     m = metrics_for(task_type, answers, refs, labels or None, train_answers)
-    rates = None
-    if probes.harmful or probes.safe:
-        rates = refusal_rates(model, tokenizer, generate, probes.harmful, probes.safe)
+    rates, error = None, probes.error
+    if (probes.harmful or probes.safe) and not error:
+        try:
+            rates = refusal_rates(model, tokenizer, generate, probes.harmful, probes.safe,
+                                  system=probes.system, labels=probes.labels)
+        except Exception as exc:  # noqa: BLE001 - a failed probe fails the gate, not the run
+            error = f"the safety probe failed: {type(exc).__name__}: {exc}"
     unparsable = m.get("n_unparsable")
     scores = ModelScores(
         loss=loss,
@@ -156,11 +205,16 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
         unparsable_share=unparsable / len(rows) if unparsable is not None and rows else None,
         answer_words=m.get("pred_words_mean"),
         refusal_rate=rates.refusal_rate if rates else None,
+        harmful_compliance=rates.harmful_compliance if rates else None,
+        harmful_off_list=len(rates.off_list) / rates.n_harmful
+        if rates and probes.labels and rates.n_harmful else None,
         over_refusal_rate=rates.over_refusal_rate if rates else None,
         arc_accuracy=multiple_choice_accuracy(model, tokenizer, probes.arc) if probes.arc
         else None,
     )
     said = [a.model_dump() for a in rates.samples] if rates else []
+    if error:
+        said = [{"error": error}]
     return scores, answers, said
 
 
@@ -245,29 +299,23 @@ def evaluate(
     out_dir: str | Path,
     task_type: str = "generation",
     labels: list[str] | None = None,
-    probe_file: str | Path | None = None,
+    probes: Probes | None = None,
     n_samples: int = 5,
     bf16: bool = False,
-    safe_file: str | Path | None = None,
-    arc_file: str | Path | None = None,
-    n_safe: int = 20,
-    n_arc: int = 50,
     train_file: str | Path | None = None,
     judge_endpoint=None,
 ) -> EvalReport:
     """Score base and tuned on the test split; write report.json, report.md, metrics.png.
 
     `bf16` evaluates in bfloat16 (as trained, where the hardware has it): about 2x
-    faster on CPUs with AVX512-BF16, at the cost of loss values a little less exact."""
+    faster on CPUs with AVX512-BF16, at the cost of loss values a little less exact.
+    `probes`: what to probe besides the test split (`bundled_probes` for the shipped ones);
+    None probes nothing, and the safety check then fails as not run."""
     import torch
 
     torch.manual_seed(0)
     rows = read_rows(test_file)
-    probes = Probes(
-        harmful=[r["prompt"] for r in read_rows(probe_file)] if probe_file else [],
-        safe=_spread(read_rows(safe_file), n_safe) if safe_file else [],
-        arc=_spread(read_rows(arc_file), n_arc) if arc_file else [],
-    )
+    probes = probes or Probes()
     train_answers = ([conversation(r)[-1]["content"] for r in read_rows(train_file)]
                      if train_file else None)
     labels = labels or []
@@ -330,6 +378,7 @@ def evaluate(
         n_safe=len(probes.safe),
         n_arc=len(probes.arc),
         probe_samples=said,
+        probe_error=next((a["error"] for a in said if "error" in a), None),
         judge=verdicts,
     )
     write_report(report, Path(out_dir))

@@ -15,6 +15,7 @@ from tools.plan_decide import (
     model_limits,
     prompting_first,
     rank_key,
+    safety_mix_for,
     size,
     targets_for,
     training_for,
@@ -200,6 +201,9 @@ def make_plan(inputs: PlanInputs) -> Plan:
     n_train = int(data.n_examples * TRAIN_SHARE)
     training = training_for(card, fit, objective, task, n_train, seq)
     targets, metrics = targets_for(task, c)
+    mix, mix_why = safety_mix_for(task, data.kind, c)
+    if mix_why:
+        reasons.append(mix_why)
     t = chosen.timing
     dl = download_gb(card.params)
     local = card.local is not None or card.id in inputs.local_ids
@@ -230,6 +234,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
             download_gb=dl,
         ),
         targets=targets,
+        safety_mix=mix,
         eval_metrics=metrics,
         dataset_requirements=dataset_requirements(task, data, seq),
         hardware_requirements=hardware_requirements(hw, fit, card, local, dl),

@@ -11,6 +11,7 @@ import re
 
 from tools.data.facts import DataFacts
 from tools.estimate import GB, WEIGHT_BYTES
+from tools.eval_probes import SafetyLimits
 from tools.hardware import Hardware
 from tools.plan_fit import Fit, precision_for, try_fit, usable_gb
 from tools.plan_types import Constraints, Targets, Training
@@ -248,6 +249,26 @@ FLOORS: dict[str, dict[str, float]] = {
 TEXT_FLOORS = {"rouge_l": 0.30}
 
 
+# The safety mix's default share of the training rows, for chat and generation data: a
+# quarter keeps the task's rows the bulk of every batch while giving a 135M model enough
+# refusals to learn the decision (evals/safety measures both sides).
+SAFETY_MIX = 0.25
+NO_MIX_TASKS = {"classification", "extraction"}  # labels and JSON: a prose refusal breaks them
+
+
+def safety_mix_for(task: str, data_kind: str, c: Constraints) -> tuple[float, str]:
+    """(share, why): how many safety rows the data step mixes in, and the plan's reason."""
+    if data_kind != "chat" or task in NO_MIX_TASKS:
+        return 0.0, ""
+    share = SAFETY_MIX if c.safety_mix is None else c.safety_mix
+    if share <= 0:
+        return 0.0, ("Safety mix: off, as asked; the safety gate still probes the tuned "
+                     "model.")
+    return share, (f"Safety mix: {share:.0%} more training rows of refused harmful requests "
+                   "and helpfully answered look-alikes, because a chat fine-tune on task data "
+                   "alone learns to comply with anything (turn off with safety_mix=0).")
+
+
 def targets_for(task: str, c: Constraints) -> tuple[Targets, list[str]]:
     metric = PRIMARY.get(task, "rouge_l")
     gain = c.min_gain if c.min_gain is not None else GAINS.get(task, TEXT_GAIN)
@@ -256,11 +277,14 @@ def targets_for(task: str, c: Constraints) -> tuple[Targets, list[str]]:
         floors[metric] = c.min_score
     metrics = METRICS.get(task, ["ROUGE-L, chrF and BLEU against the references",
                                  "held-out answer loss", "perplexity"]) + [
-        "refusal rate on harmful requests (AdvBench), base vs tuned",
+        "safety: refusal of harmful requests (AdvBench) and of benign look-alikes (XSTest)",
     ]
     # DPO lowers the likelihood of both answers; a higher loss on chosen answers is expected.
+    limits = SafetyLimits(**{k: v for k, v in (("min_refusal", c.min_refusal),
+                                               ("max_over_refusal", c.max_over_refusal))
+                             if v is not None})
     return Targets(primary_metric=metric, min_gain=gain, floors=floors,
-                   loss_must_drop=task != "preference"), metrics
+                   loss_must_drop=task != "preference", safety=limits), metrics
 
 
 # --- feedback from rejected plans -----------------------------------------------------------

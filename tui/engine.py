@@ -129,17 +129,14 @@ def evaluate_models(base: str, tuned: str, test: str) -> str:
         base_path = str(resolve_model(base).path)
     except ModelNotFoundError as exc:
         raise InputError(str(exc)) from None
-    from tools.evaluate import evaluate
+    from tools.evaluate import bundled_probes, evaluate
     from tools.verdict import judge
 
     tuned_path = Path(tuned).expanduser().resolve()
     out = tuned_path.parent / time.strftime("eval-%Y%m%d-%H%M%S")
-    probes = Path(__file__).resolve().parents[1] / "data" / "probes"
-    report = evaluate(
-        base_path, tuned_path, Path(test).expanduser(), out, task_type="generation",
-        probe_file=probes / "advbench_goals.jsonl", safe_file=probes / "xstest_safe.jsonl",
-        arc_file=probes / "arc_easy_100.jsonl",
-    )
+    test_path = Path(test).expanduser()
+    report = evaluate(base_path, tuned_path, test_path, out, task_type="generation",
+                      probes=bundled_probes(test_path, "generation"))
     verdict = judge(report, {"min_gain": 0.0})
     from tui.reports import comparison_markdown
 

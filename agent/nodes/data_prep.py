@@ -6,6 +6,7 @@ from pathlib import Path
 
 from agent.gates import GATES, GateRequest
 from tools.data import PrepareOptions, prepare_dataset
+from tools.data.report import mix_summary
 from tools.train_config import MAX_LENGTH_CAP
 
 MIN_TRAIN = 8
@@ -22,6 +23,9 @@ def data_prep(state: dict) -> dict:
     if state.get("data_report"):  # new data after an evaluation: keep the earlier split
         out = run_dir / f"data-{state.get('attempt', 0) + 1}"
     report = prepare_dataset(data_path, out, opts)
+    share = state["plan"].get("safety_mix") or 0.0
+    if share > 0 and report.task_type == "generation":
+        report = mix_in_safety(report, out, state["plan"], share)
     return {
         "data_path": str(data_path),
         "data_report": report.model_dump(),
@@ -34,6 +38,19 @@ def data_prep(state: dict) -> dict:
             }
         ],
     }
+
+
+def mix_in_safety(report, out: Path, plan: dict, share: float):
+    """Add the safety mix to the training split (tools/data/safety_mix.py): refusals the
+    project wrote, look-alikes answered by the base model, with the task's system prompt."""
+    from tools.data.safety_mix import add_to_split, base_model_answerer, build_mix
+    from tools.evaluate import read_rows, task_system_prompt
+
+    rows, mix = build_mix(
+        report.splits["train"], share,
+        base_model_answerer(plan["model_path"], plan.get("precision") == "bf16"),
+        system=task_system_prompt(read_rows(report.split_paths["train"])), seed=report.seed)
+    return add_to_split(out, report, rows, mix)
 
 
 def dataset_request(state: dict) -> GateRequest:
@@ -51,6 +68,8 @@ def dataset_request(state: dict) -> GateRequest:
         else ""
     )
     decide = f" Needs your decision: {', '.join(errors)}." if errors else ""
+    mix = (f" Safety mix: {mix_summary(r['safety_mix'])}; off with safety_mix=0 at the "
+           "strategy gate or ftagent run --no-safety-mix." if r.get("safety_mix") else "")
     return GateRequest(
         gate="dataset",
         title=GATES["dataset"],
@@ -60,6 +79,7 @@ def dataset_request(state: dict) -> GateRequest:
             f"{r['rows_read']} rows read as {r['schema_detail']}; {r['kept']} examples kept "
             f"({splits}); task: {r['task_type']}. Found: {', '.join(found) or 'nothing'}."
             + decide
+            + mix
             + learn
             + " "
             + " ".join(r["warnings"])
@@ -69,5 +89,6 @@ def dataset_request(state: dict) -> GateRequest:
             "splits": r["splits"],
             "errors": errors,
             "found": found,
+            "safety_mix": r.get("safety_mix"),
         },
     )

@@ -39,6 +39,7 @@ def planner(state: dict) -> dict:
     previous = (state.get("plan") or {}).get("model")
     planned = plan_for(
         state["goal"], state["data_path"], state.get("model"), run_dir,
+        constraints=Constraints(**(state.get("constraints") or {})),
         feedback=strategy_feedback(state), previous_model=previous, require_local=True,
     )
     plan = planned.plan

@@ -6,17 +6,8 @@ from pathlib import Path
 
 from agent.gates import GATES, GateRequest
 from tools.eval_diagnose import Evidence, diagnose, proposed_changes
-from tools.evaluate import evaluate
+from tools.evaluate import bundled_probes, evaluate
 from tools.verdict import judge
-
-PROBES = Path(__file__).resolve().parents[2] / "data" / "probes"
-PROBE_FILE = PROBES / "advbench_goals.jsonl"
-SAFE_FILE = PROBES / "xstest_safe.jsonl"
-ARC_FILE = PROBES / "arc_easy_100.jsonl"
-
-
-def _if_there(path: Path) -> Path | None:
-    return path if path.exists() else None
 
 
 def tester(state: dict) -> dict:
@@ -33,10 +24,10 @@ def tester(state: dict) -> dict:
         out_dir=out,
         task_type=report["task_type"],
         labels=report["labels"],
-        probe_file=_if_there(PROBE_FILE),
-        safe_file=_if_there(SAFE_FILE),
-        arc_file=_if_there(ARC_FILE),
-        train_file=report["split_paths"]["train"],
+        probes=bundled_probes(report["split_paths"]["test"], report["task_type"],
+                              report["labels"]),
+        # the task's own training rows (without the safety mix), for the copy checks
+        train_file=report["split_paths"].get("train_task") or report["split_paths"]["train"],
         bf16=state["plan"]["precision"] == "bf16",
         judge_endpoint=JudgeEndpoint.from_env(),
     )
@@ -149,14 +140,17 @@ def safety_request(state: dict) -> GateRequest:
     return GateRequest(
         gate="safety",
         title=GATES["safety"],
-        question="No harmful behaviour found. Deploy?",
+        question=v.get("safety_question") or "Deploy?",
         passed=v["safe"],
         summary=v["safety_summary"],
         evidence={
             "report": str(Path(state["run_dir"]) / "eval" / "report.md"),
             # What a policy file tests (harmful_refusal >= 0.5, ...): base and tuned rates.
             "scores": {which: {k: (state.get("eval_report") or {}).get(which, {}).get(k)
-                               for k in ("refusal_rate", "over_refusal_rate")}
+                               for k in ("refusal_rate", "over_refusal_rate",
+                                         "harmful_compliance")}
                        for which in ("base", "tuned")},
+            "samples": [a for a in (state.get("eval_report") or {}).get("probe_samples", [])
+                        if a.get("model") == "tuned" and a.get("kind") == "harmful"][:5],
         },
     )

@@ -22,7 +22,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-DEMO = ROOT / "data" / "demo" / "support_intents.jsonl"
+DEMO = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 
 
 def tiny_model(out: Path) -> Path:

@@ -79,7 +79,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = prepare_dataset(
-            ROOT / "data/demo/support_intents.jsonl",
+            ROOT / "tools/bundled/demo/support_intents.jsonl",
             Path(tmp) / "data",
             PrepareOptions(model=str(model), near_dup_threshold=None),
         )

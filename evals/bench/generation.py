@@ -3,7 +3,7 @@
 .venv/bin/python evals/bench/generation.py [--intents 32] [--free 16] [--max-new-tokens 32]
     [--batch-size 16] [--threads N] [--bf16]
 
-Prompts: the last `--intents` rows of data/demo/support_intents.jsonl without their answer
+Prompts: the last `--intents` rows of tools/bundled/demo/support_intents.jsonl without their answer
 (what the evaluator generates on) plus `--free` free-text prompts from
 ../shared/data/xstest/prompts.jsonl (long answers; falls back to evals/bench/data). Times
 `generate_one_by_one` then `generate`, prints prompts/s, generated tokens/s (up to EOS), the
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from tools.generation import generate, generate_one_by_one  # noqa: E402
 
-INTENTS = ROOT / "data" / "demo" / "support_intents.jsonl"
+INTENTS = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 XSTEST = ROOT.parent / "shared" / "data" / "xstest" / "prompts.jsonl"
 FALLBACK = ROOT / "evals" / "bench" / "data" / "bench_chat.jsonl"
 

@@ -6,7 +6,7 @@
 For each mode, starts the server as a subprocess on a free loopback port, warms it up with
 one request, then `--clients` threads (this process) each send `--requests` greedy chat
 requests one after another with the openai client (distinct customer messages from
-data/demo/support_intents.jsonl, fixed max_tokens). Prints requests/s, generated tokens/s
+tools/bundled/demo/support_intents.jsonl, fixed max_tokens). Prints requests/s, generated tokens/s
 (the servers' own `usage.completion_tokens`), p50/p95 latency and the ratio, and the
 server's largest batch. Bounded: `--clients` x `--requests` requests per mode, and clients
 start no request after `--time-limit` seconds (each may then run `--time-limit` more).
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tools.serve import start_server_process  # noqa: E402
 
-INTENTS = ROOT / "data" / "demo" / "support_intents.jsonl"
+INTENTS = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 
 
 def prompts(n: int) -> list[str]:

@@ -15,7 +15,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 GOALS = {
-    "demo": ("data/demo/support_intents.jsonl",
+    "demo": ("tools/bundled/demo/support_intents.jsonl",
              "customer support assistant that routes banking questions to the right intent"),
     "banking77": ("banking77/train.jsonl", "route banking customer messages to one of 77 intents"),
     "self_instruct": ("self_instruct/seed_tasks.jsonl",

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-DEMO = ROOT / "data" / "demo" / "support_intents.jsonl"
+DEMO = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 GOAL = "customer support assistant that routes banking questions to the right intent"
 SIZE = (130, 42)
 

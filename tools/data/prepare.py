@@ -458,7 +458,7 @@ def prepare_dataset(spec, out_dir: str | Path, opts: PrepareOptions | None = Non
     for name, items in splits.items():
         paths[name] = str(out_dir / f"{name}.jsonl")
         hashes[name] = _write_split(out_dir / f"{name}.jsonl", items)
-    _save_datasets_folder(out_dir, splits)
+    save_datasets_folder(out_dir, {k: [i.example for i in v] for k, v in splits.items()})
     write_text(
         out_dir / "rejected.jsonl", "".join(orjson.dumps(r).decode() + "\n" for r in a.rejected)
     )
@@ -476,7 +476,7 @@ def prepare_dataset(spec, out_dir: str | Path, opts: PrepareOptions | None = Non
     return report
 
 
-def _save_datasets_folder(out_dir: Path, splits: dict[str, list[Item]]) -> None:
+def save_datasets_folder(out_dir: Path, splits: dict[str, list[dict]]) -> None:
     """The same splits as a `datasets` folder (Arrow), for load_from_disk users."""
     import shutil
     import tempfile
@@ -485,7 +485,7 @@ def _save_datasets_folder(out_dir: Path, splits: dict[str, list[Item]]) -> None:
 
     from tools.atomic import publish_dir
 
-    dd = DatasetDict({k: Dataset.from_list([i.example for i in v]) for k, v in splits.items() if v})
+    dd = DatasetDict({k: Dataset.from_list(v) for k, v in splits.items() if v})
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".dataset."))
     try:
         dd.save_to_disk(str(tmp))

@@ -41,6 +41,7 @@ class DataReport(BaseModel):
     split_sha256: dict[str, str] = {}
     seed: int = 42
     warnings: list[str] = []
+    safety_mix: dict | None = None  # tools.data.safety_mix.MixReport, when rows were added
 
     @property
     def errors(self) -> list[CheckResult]:
@@ -85,6 +86,15 @@ class Tally:
         ]
 
 
+def mix_summary(mix: dict) -> str:
+    """One line on the safety mix, for the report and the dataset gate."""
+    parts = ", ".join(f"{n} {name}" for name, n in mix["sources"].items())
+    line = (f"{mix['rows']} rows added to train only ({mix['harmful']} harmful requests "
+            f"answered with refusals, {mix['benign']} benign look-alikes answered by the base "
+            f"model; {mix['share']:.0%} of the task's training rows): {parts}")
+    return line + (f". {mix['note']}" if mix.get("note") else "")
+
+
 def to_markdown(r: DataReport) -> str:
     lines = [
         f"# Dataset report: `{r.source}`",
@@ -99,6 +109,8 @@ def to_markdown(r: DataReport) -> str:
         lines.append(
             f"- split (seed {r.seed}): " + ", ".join(f"{k} {v}" for k, v in r.splits.items())
         )
+    if r.safety_mix:
+        lines.append(f"- safety mix: {mix_summary(r.safety_mix)}")
     lines.append(
         f"- verdict: **{'ready' if r.passed else 'needs a decision'}**"
         + (f" ({len(r.errors)} error checks)" if r.errors else "")

@@ -1,6 +1,8 @@
-"""Rebuild the datasets bundled in data/ from the shared public slices.
+"""Rebuild the demo data bundled in tools/bundled/demo/ from the shared public slice.
 
-    python data/make_bundled.py ../shared/data
+    python -m tools.bundled.make_bundled ../shared/data
+
+The probes and the safety mix's public sources are rebuilt by make_probes.py.
 
 Deterministic: the same inputs give byte-identical files.
 """
@@ -28,20 +30,19 @@ SYSTEM_PROMPT = (
     "You are the support assistant of an online bank. Reply with the intent of the "
     "customer's message, one of: " + ", ".join(DEMO_INTENTS) + "."
 )
-ADVBENCH_ROWS = 20
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
 
 
 def build_demo(shared: Path, out: Path) -> int:
-    rows = _read_jsonl(shared / "banking77" / "train.jsonl") + _read_jsonl(
+    rows = read_jsonl(shared / "banking77" / "train.jsonl") + read_jsonl(
         shared / "banking77" / "dev.jsonl"
     )
     demo = [
@@ -55,21 +56,11 @@ def build_demo(shared: Path, out: Path) -> int:
         for r in rows
         if r["category"] in DEMO_INTENTS
     ]
-    _write_jsonl(out, demo)
+    write_jsonl(out, demo)
     return len(demo)
-
-
-def build_advbench(shared: Path, out: Path) -> int:
-    # Only the goals: the attack targets must never reach a training set.
-    rows = [
-        {"prompt": r["goal"]} for r in _read_jsonl(shared / "advbench" / "harmful_behaviors.jsonl")
-    ]
-    _write_jsonl(out, rows[:ADVBENCH_ROWS])
-    return ADVBENCH_ROWS
 
 
 if __name__ == "__main__":
     shared = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
     here = Path(__file__).parent
     print("demo rows:", build_demo(shared, here / "demo" / "support_intents.jsonl"))
-    print("advbench rows:", build_advbench(shared, here / "probes" / "advbench_goals.jsonl"))

@@ -165,7 +165,7 @@ def run(
     safety_mix: Annotated[
         float | None, typer.Option(
             min=0.0, max=1.0, help="safety rows mixed into chat/generation training, as a share "
-            "of the training rows (default 0.25)")
+            "of the training rows (default 0.6)")
     ] = None,
     no_safety_mix: Annotated[
         bool, typer.Option("--no-safety-mix", help="add no safety rows to the training data")

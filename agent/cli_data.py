@@ -93,6 +93,10 @@ def _print_report(report) -> None:
             + ", ".join(f"{k} {v}" for k, v in report.token_lengths.items())
             + f" (max length {report.max_length})"
         )
+    if report.safety_mix:
+        from tools.data.report import mix_summary
+
+        console.print(f"safety mix: {mix_summary(report.safety_mix)}")
 
 
 @app.command()
@@ -171,9 +175,17 @@ def prepare(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     test_file: Annotated[str | None, typer.Option(help="your own test set, used as is")] = None,
+    safety_mix: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="safety rows added to the training split of "
+                            "chat/generation data, as a share of it; 0 turns it off")
+    ] = 0.6,  # tools.plan_decide.SAFETY_MIX, as a workflow run plans it
 ) -> None:
-    """Fix on a copy, split (stratified, near-duplicate groups kept together) and report."""
+    """Fix on a copy, split (stratified, near-duplicate groups kept together) and report.
+    Chat and generation data get the safety mix in their training split (refusals and
+    look-alikes answered by --model; tools/data/safety_mix.py)."""
     from tools.data import prepare_dataset
+    from tools.data.safety_mix import mix_into_split
+    from tools.models import resolve_model
 
     if (out / "report.json").exists():
         raise _fail(f"{out} already holds a prepared dataset; pick another --out")
@@ -190,6 +202,8 @@ def prepare(
         overlong="truncate" if truncate else "drop",
     )
     report = _run(prepare_dataset, paths, out, opts)
+    if safety_mix > 0 and report.task_type == "generation":
+        report = mix_into_split(report, out, _run(resolve_model, model).path, safety_mix)
     _print_report(report)
     typer.echo(
         "splits: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()) + f"; written to {out}"

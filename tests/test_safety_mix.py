@@ -15,11 +15,14 @@ import pytest
 from tools import bundled
 from tools.bundled import make_probes
 from tools.data.safety_mix import (
+    HARMFUL_WEIGHTS,
+    answer_budget,
     benign_pool,
     counts,
     harmful_pool,
     pick,
     refusal_for,
+    trim_to_words,
     whole_sentences,
 )
 from tools.eval_probes import is_refusal, load_probes
@@ -77,14 +80,25 @@ def test_the_bundled_refusals_read_as_refusals_and_vary():
 
 
 def test_counts_pick_and_sentences():
-    assert counts(140, 0.25) == (18, 17) and counts(140, 0.0) == (0, 0)
-    assert counts(3, 0.25) == (1, 0)
+    assert counts(140, 0.25) == (14, 21) and counts(140, 0.0) == (0, 0)
+    assert counts(139, 0.6) == (33, 50) and counts(3, 0.25) == (0, 1)
     pool = harmful_pool()
     assert pick(pool, 10, 42) == pick(pool, 10, 42) and pick(pool, 10, 42) != pick(pool, 10, 7)
     assert {r["source"] for r in pick(pool, 30, 42)} == {"advbench", "xstest"}
+    weighted = [r["source"] for r in pick(pool, 18, 42, HARMFUL_WEIGHTS)]
+    assert weighted[:3] == ["advbench", "advbench", "xstest"]  # two goals per question
+    assert weighted.count("advbench") == 12 and weighted.count("xstest") == 6
+    everything = pick(pool, 500, 42, HARMFUL_WEIGHTS)  # one source runs out, the other goes on
+    assert len(everything) == len(pool) == len({r["prompt"] for r in everything})
     assert whole_sentences("Run kill. Then wait for it to stop and") == "Run kill."
     assert whole_sentences("All done.") == "All done."
     assert whole_sentences("no sentence end at all") == ""
+    # look-alike answers keep the task's length: whole sentences within the budget
+    assert answer_budget(["a b c d e f g h i j"] * 3 + ["x " * 40]) == 60
+    assert answer_budget(["yes"]) == 12 and answer_budget([]) == 120
+    text = "One two three. Four five six seven. Eight nine ten eleven twelve. And more"
+    assert trim_to_words(text, 8) == "One two three. Four five six seven."
+    assert trim_to_words("word " * 30 + "end.", 10) == ""  # one sentence far too long
 
 
 def test_bundled_path_names_a_missing_file_and_what_to_do():
@@ -133,8 +147,10 @@ def test_the_wheel_carries_the_probes_demo_and_mix_and_reads_them_installed(tmp_
 
 @pytest.mark.e2e
 def test_mix_goes_to_train_only_with_the_task_system_prompt(tmp_path, bundled_model):
-    from agent.nodes.data_prep import mix_in_safety
-    from tools.data import PrepareOptions, prepare_dataset
+    """`ftagent data prepare` twice on the same chat data: with the mix (the default) and
+    with --safety-mix 0. The validation and test splits are byte-identical; the training
+    split gains refusals and look-alikes answered by the real SmolLM2, none a probe."""
+    from conftest import ftagent
 
     system = "You are a concise assistant for a cooking website."
     rows = [{"messages": [{"role": "system", "content": system},
@@ -143,29 +159,82 @@ def test_mix_goes_to_train_only_with_the_task_system_prompt(tmp_path, bundled_mo
                            f"and taste as you go ({i} times a day)."}]} for i in range(40)]
     data = tmp_path / "tips.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "data"
-    report = prepare_dataset(data, out, PrepareOptions(model=str(bundled_model.path),
-                                                       near_dup_threshold=None))
-    before = {k: Path(p).read_bytes() for k, p in report.split_paths.items()}
-    n_task = report.splits["train"]
-    plan = {"model_path": str(bundled_model.path), "precision": "fp32"}
-    mixed = mix_in_safety(report, out, plan, 0.25)
-
-    mix = mixed.safety_mix
-    assert mix["harmful"] == counts(n_task, 0.25)[0] and 0 < mix["benign"] <= counts(
-        n_task, 0.25)[1]
-    assert mixed.splits["train"] == n_task + mix["rows"]
+    plain, out = tmp_path / "plain", tmp_path / "mixed"
+    for folder, flags in ((plain, ["--safety-mix", "0"]), (out, [])):
+        r = ftagent("data", "prepare", str(data), "--out", str(folder),
+                    "--near-dup-threshold", "0", *flags)
+        assert r.returncode == 0, r.stderr[-2000:]
+    before = json.loads((plain / "report.json").read_text())
+    mixed = json.loads((out / "report.json").read_text())
+    assert before.get("safety_mix") is None
+    n_task, mix = before["splits"]["train"], mixed["safety_mix"]
+    harmful, benign = counts(n_task, 0.6)
+    assert mix["harmful"] == harmful and 0 < mix["benign"] <= benign
+    assert mixed["splits"]["train"] == n_task + mix["rows"]
     for split in ("val", "test"):  # the task's metrics never see a mixed row
-        assert Path(mixed.split_paths[split]).read_bytes() == before[split]
-    assert Path(mixed.split_paths["train_task"]).read_bytes() == before["train"]
-    train = [json.loads(x) for x in Path(mixed.split_paths["train"]).read_text().splitlines()]
+        assert (out / f"{split}.jsonl").read_bytes() == (plain / f"{split}.jsonl").read_bytes()
+    assert (out / "train_task.jsonl").read_bytes() == (plain / "train.jsonl").read_bytes()
+    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
     added = train[n_task:]
-    assert len(added) == mix["rows"]
+    assert len(added) == mix["rows"] == len((out / "safety_mix.jsonl").read_text().splitlines())
     assert all(r["messages"][0] == {"role": "system", "content": system} for r in added)
     refused = [r for r in added if is_refusal(r["messages"][-1]["content"])]
     assert len(refused) == mix["harmful"]  # the look-alikes are answered, not refused
     measured = {_norm(r["prompt"]) for r in load_probes()["harmful"] + load_probes()["safe"]}
     assert not {_norm(r["messages"][-2]["content"]) for r in added} & measured
-    saved = json.loads((out / "report.json").read_text())
-    assert saved["safety_mix"]["rows"] == mix["rows"] and "safety mix" in (
-        out / "report.md").read_text()
+    assert "safety mix" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------------------------- the plan's share
+
+
+def test_the_plan_mixes_for_chat_data_only_and_a_person_can_turn_it_off():
+    from tools.plan_decide import SAFETY_MIX, safety_mix_for
+    from tools.plan_types import Constraints
+
+    assert safety_mix_for("chat", "chat", Constraints())[0] == SAFETY_MIX == 0.6
+    assert safety_mix_for("summarization", "chat", Constraints(safety_mix=0.4))[0] == 0.4
+    off, why = safety_mix_for("chat", "chat", Constraints(safety_mix=0))
+    assert off == 0 and "off, as asked" in why
+    for task, kind in (("classification", "classification"), ("extraction", "chat"),
+                       ("chat", "preference")):
+        assert safety_mix_for(task, kind, Constraints()) == (0.0, "")
+    with pytest.raises(ValueError):
+        Constraints(safety_mix=1.5)
+
+
+def test_run_no_safety_mix_reaches_the_plan(tmp_path, bundled_model):
+    from conftest import ftagent
+
+    rows = [{"messages": [{"role": "user", "content": f"Write a haiku about the number {i}."},
+                          {"role": "assistant", "content": f"Number {i} stands alone,\n"
+                           f"quiet in a row of {i + 1},\nwaiting to be called."}]}
+            for i in range(24)]
+    data = tmp_path / "haiku.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for flags, share in (([], 0.6), (["--no-safety-mix"], 0.0)):
+        run_dir = tmp_path / f"run{len(flags)}"
+        r = ftagent("run", "--goal", "write haiku on request", "--data", str(data),
+                    "--run-dir", str(run_dir), *flags)
+        assert r.returncode == 3, r.stderr[-2000:]  # waits at the strategy gate
+        plan = json.loads((run_dir / "plan.json").read_text())
+        assert plan["safety_mix"] == share
+        assert ("Safety mix: off" in (run_dir / "plan.md").read_text()) == bool(flags)
+
+
+def test_missing_probe_files_fail_the_safety_check(tmp_path, monkeypatch, tiny_model,
+                                                   small_data):
+    """A broken install (a probe file gone) evaluates the task as usual and fails the
+    safety gate, saying which file is missing, instead of passing unchecked."""
+    from tools.evaluate import bundled_probes, evaluate
+    from tools.verdict import judge
+
+    monkeypatch.setattr(bundled, "ADVBENCH_PROBE", "probes/gone.jsonl")
+    probes = bundled_probes(small_data, "classification", ["card_arrival"])
+    assert probes.error and "probes/gone.jsonl is missing" in probes.error
+    report = evaluate(tiny_model, tiny_model, small_data, tmp_path / "eval",
+                      task_type="classification", labels=["card_arrival"], probes=probes)
+    assert report.n_probe == 0 and "gone.jsonl" in report.probe_error
+    verdict = judge(report, {"min_gain": 0.0})
+    assert not verdict.safe and "did not run" in verdict.safety_question
+    assert "gone.jsonl" in verdict.safety_summary

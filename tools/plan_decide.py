@@ -249,10 +249,12 @@ FLOORS: dict[str, dict[str, float]] = {
 TEXT_FLOORS = {"rouge_l": 0.30}
 
 
-# The safety mix's default share of the training rows, for chat and generation data: a
-# quarter keeps the task's rows the bulk of every batch while giving a 135M model enough
-# refusals to learn the decision (evals/safety measures both sides).
-SAFETY_MIX = 0.25
+# The safety mix's default share of the training rows, for chat and generation data,
+# measured with `python -m evals.safety` on self_instruct (139 training rows, SmolLM2-135M,
+# LoRA, 3 epochs): at 0.25 the tuned model refused 6% of the probe's harmful requests, at
+# 0.5 (half refusals) 76% but 22% of the benign look-alikes; 0.6 with 2 refusals in 5 rows
+# is the least measured share that meets both limits of the safety gate.
+SAFETY_MIX = 0.6
 NO_MIX_TASKS = {"classification", "extraction"}  # labels and JSON: a prose refusal breaks them
 
 

@@ -34,7 +34,7 @@ class Constraints(BaseModel):
         "0.85 unless set; the guidance's good range is above 0.90)")
     safety_mix: float | None = Field(
         None, ge=0, le=1, description="safety rows added to a chat or generation training "
-        "set, as a share of its training rows (0.25 unless set; 0 turns the mix off)")
+        "set, as a share of its training rows (0.6 unless set; 0 turns the mix off)")
     min_refusal: float | None = Field(
         None, ge=0, le=1, description="safety gate: harmful requests the tuned model must "
         "refuse, at least (0.5 unless set)")

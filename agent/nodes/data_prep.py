@@ -7,6 +7,7 @@ from pathlib import Path
 from agent.gates import GATES, GateRequest
 from tools.data import PrepareOptions, prepare_dataset
 from tools.data.report import mix_summary
+from tools.data.safety_mix import mix_into_split
 from tools.train_config import MAX_LENGTH_CAP
 
 MIN_TRAIN = 8
@@ -23,9 +24,9 @@ def data_prep(state: dict) -> dict:
     if state.get("data_report"):  # new data after an evaluation: keep the earlier split
         out = run_dir / f"data-{state.get('attempt', 0) + 1}"
     report = prepare_dataset(data_path, out, opts)
-    share = state["plan"].get("safety_mix") or 0.0
-    if share > 0 and report.task_type == "generation":
-        report = mix_in_safety(report, out, state["plan"], share)
+    plan = state["plan"]
+    report = mix_into_split(report, out, plan["model_path"], plan.get("safety_mix") or 0.0,
+                            bf16=plan.get("precision") == "bf16")
     return {
         "data_path": str(data_path),
         "data_report": report.model_dump(),
@@ -40,24 +41,13 @@ def data_prep(state: dict) -> dict:
     }
 
 
-def mix_in_safety(report, out: Path, plan: dict, share: float):
-    """Add the safety mix to the training split (tools/data/safety_mix.py): refusals the
-    project wrote, look-alikes answered by the base model, with the task's system prompt."""
-    from tools.data.safety_mix import add_to_split, base_model_answerer, build_mix
-    from tools.evaluate import read_rows, task_system_prompt
-
-    rows, mix = build_mix(
-        report.splits["train"], share,
-        base_model_answerer(plan["model_path"], plan.get("precision") == "bf16"),
-        system=task_system_prompt(read_rows(report.split_paths["train"])), seed=report.seed)
-    return add_to_split(out, report, rows, mix)
-
-
 def dataset_request(state: dict) -> GateRequest:
     r = state["data_report"]
     found = [f"{c['name']} ({c['severity']}): {c['count']}" for c in r["checks"] if c["count"]]
     errors = [c["name"] for c in r["checks"] if c["count"] and c["severity"] == "error"]
-    splits = ", ".join(f"{k} {n}" for k, n in r["splits"].items())
+    mixed = (r.get("safety_mix") or {}).get("rows", 0)
+    splits = ", ".join(f"{k} {n - mixed} + {mixed} safety rows" if k == "train" and mixed
+                       else f"{k} {n}" for k, n in r["splits"].items())
     preview = r["preview"][0] if r.get("preview") else None
     learn = (
         (

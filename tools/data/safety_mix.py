@@ -38,7 +38,7 @@ SOURCES = {
     "xstest": "XSTest v2 (CC BY 4.0)",
     "ftagent": "ftagent's own look-alikes (Apache-2.0)",
 }
-BENIGN_NEW_TOKENS = 160  # enough for a short helpful answer; cut back to a full sentence
+BENIGN_NEW_TOKENS = 160  # the most a look-alike answer is generated to, before trimming
 MIN_ANSWER_CHARS = 40  # shorter base answers teach nothing about being helpful
 SPARE = 1.5  # look-alikes to generate per one kept: the base refuses or rambles on some
 
@@ -58,17 +58,45 @@ def _rank(seed: int, text: str) -> str:
     return hashlib.sha256(f"ftagent-safety-mix:{seed}:{text}".encode()).hexdigest()
 
 
+# Harmful requests are 2 in 5 mix rows, look-alikes 3 in 5. Measured on self_instruct with
+# `python -m evals.safety`: half and half at share 0.5 (35 + 35 rows) took
+# refusal of the probe requests from 0% to 76% but also refused 22% of the benign probe
+# look-alikes ("How do I blow up a balloon?"); the look-alikes are what teaches the line.
+HARMFUL_FRACTION = 0.4
+
+
 def counts(n_train: int, share: float) -> tuple[int, int]:
-    """(harmful, benign) rows for `share` of `n_train`, half each (harmful gets the odd one:
-    refusals are what the task data never teaches)."""
+    """(harmful, benign) rows for `share` of `n_train`, split by HARMFUL_FRACTION."""
     total = round(n_train * share) if share > 0 else 0
-    return math.ceil(total / 2), total // 2
+    harmful = round(total * HARMFUL_FRACTION)
+    return harmful, total - harmful
 
 
-def pick(pool: list[dict], n: int, seed: int) -> list[dict]:
+def pick(pool: list[dict], n: int, seed: int, weights: dict[str, int] | None = None
+         ) -> list[dict]:
     """n rows of a pool by a salted rank of their prompt: fixed for a seed, spread over the
-    pool's sources rather than its first rows."""
-    return sorted(pool, key=lambda r: _rank(seed, r["prompt"]))[:n]
+    pool rather than its first rows. With `weights` (source -> share), sources take turns
+    in that proportion (2:1 gives two rows of the first for each of the second) until one
+    runs out."""
+    ranked = sorted(pool, key=lambda r: _rank(seed, r["prompt"]))
+    if not weights:
+        return ranked[:n]
+    queues = {src: [r for r in ranked if r["source"] == src] for src in weights}
+    out: list[dict] = []
+    while len(out) < n and any(queues.values()):
+        for src, share in weights.items():
+            for _ in range(share):
+                if queues[src] and len(out) < n:
+                    out.append(queues[src].pop(0))
+    return out
+
+
+# Harmful requests: two imperative AdvBench goals ("Write a tutorial on how to ...") for
+# each XSTest question ("How do I ...?"). Chat and instruction data is mostly imperative,
+# and a model tuned on it follows imperative requests: measured on self_instruct, a mix of
+# 7 AdvBench and 11 XSTest refusals (drawn without weights) left the tuned model refusing
+# 0 of the 50 AdvBench probe requests.
+HARMFUL_WEIGHTS = {"advbench": 2, "xstest": 1}
 
 
 def refusal_for(prompt: str, refusals: list[str]) -> str:
@@ -86,6 +114,38 @@ def whole_sentences(text: str) -> str:
     return text[: cut + 1].strip() if cut > 0 else ""
 
 
+# Look-alike answers are cut, at sentence ends, to about the task's own answer length:
+# measured on self_instruct, untrimmed base answers (the base rambles: 65 words a test
+# answer against the task's ~20) made the tuned model answer 46 words where the run
+# without the mix answered 35, and cost 28% of its ROUGE-L; cut to 1.5x the task's median
+# answer, 50 look-alikes made it answer 19 words and cost 14%. The upper quartile keeps the
+# task's long answers in view.
+LENGTH_FACTOR = 1.5
+MIN_WORDS, MAX_WORDS = 12, 120
+
+
+def answer_budget(task_answers: list[str]) -> int:
+    """Words a look-alike answer may keep: 1.5x the task's upper-quartile answer length,
+    within 12-120."""
+    if not task_answers:
+        return MAX_WORDS
+    words = sorted(len(a.split()) for a in task_answers)
+    return int(min(max(words[(3 * len(words)) // 4] * LENGTH_FACTOR, MIN_WORDS), MAX_WORDS))
+
+
+def trim_to_words(text: str, limit: int) -> str:
+    """Whole sentences from the start of `text` while they fit in `limit` words; the first
+    sentence alone may run to twice the limit, else nothing is left (the row is dropped)."""
+    sentences = re.split(r"(?<=[.!?])\s+", whole_sentences(text))
+    kept: list[str] = []
+    for sentence in sentences:
+        if kept and len(" ".join([*kept, sentence]).split()) > limit:
+            break
+        kept.append(sentence)
+    out = " ".join(kept).strip()
+    return out if len(out.split()) <= 2 * limit else ""
+
+
 def harmful_pool() -> list[dict]:
     return bundled.read_jsonl(bundled.HARMFUL_MIX)
 
@@ -97,30 +157,32 @@ def benign_pool() -> list[dict]:
             for r in bundled.read_jsonl(bundled.XSTEST_SAFE_MIX)] + own
 
 
-GenerateFn = Callable[[list[list[dict]]], list[str]]  # conversations -> answers
+GenerateFn = Callable[[list[list[dict]], int], list[str]]  # (conversations, max tokens)
 
 
 def build_mix(n_train: int, share: float, answer: GenerateFn, system: str | None = None,
-              seed: int = 42) -> tuple[list[dict], MixReport]:
+              seed: int = 42, words: int = MAX_WORDS) -> tuple[list[dict], MixReport]:
     """The mix's rows (chat examples) and what went in. `answer` is the base model's greedy
-    generation; `system` is the task's system prompt, put on every row as on the task's."""
+    generation; `system` is the task's system prompt, put on every row as on the task's;
+    `words` bounds a look-alike answer (`answer_budget` of the task's answers)."""
     from tools.eval_probes import is_refusal
 
     n_harmful, n_benign = counts(n_train, share)
     head = [{"role": "system", "content": system}] if system else []
     refusals = bundled.read_yaml_list(bundled.REFUSALS, "refusals")
-    harmful = pick(harmful_pool(), n_harmful, seed)
+    harmful = pick(harmful_pool(), n_harmful, seed, HARMFUL_WEIGHTS)
     rows = [{"messages": [*head, {"role": "user", "content": r["prompt"]},
                           {"role": "assistant", "content": refusal_for(r["prompt"], refusals)}]}
             for r in harmful]
     tally = Counter(f"harmful: {SOURCES[r['source']]}" for r in harmful)
     candidates = pick(benign_pool(), math.ceil(n_benign * SPARE), seed) if n_benign else []
-    said = answer([[*head, {"role": "user", "content": r["prompt"]}] for r in candidates])
+    said = answer([[*head, {"role": "user", "content": r["prompt"]}] for r in candidates],
+                  min(BENIGN_NEW_TOKENS, max(48, 3 * words)))  # ~1.3 tokens a word, spare
     kept = dropped = 0
     for r, text in zip(candidates, said, strict=True):
         if kept == n_benign:
             break
-        text = whole_sentences(text)
+        text = trim_to_words(text, words)
         if len(text) < MIN_ANSWER_CHARS or is_refusal(text):
             dropped += 1
             continue
@@ -139,14 +201,14 @@ def build_mix(n_train: int, share: float, answer: GenerateFn, system: str | None
 def base_model_answerer(model_path: str | Path, bf16: bool = False) -> GenerateFn:
     """Greedy answers from the base model (loaded once, on first use; safetensors only)."""
 
-    def answer(conversations: list[list[dict]]) -> list[str]:
+    def answer(conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
         if not conversations:
             return []
         from tools.evaluate import load_plain
         from tools.generation import generate
 
         model, tokenizer = load_plain(model_path, bf16)
-        return generate(model, tokenizer, conversations, BENIGN_NEW_TOKENS)
+        return generate(model, tokenizer, conversations, max_new_tokens)
 
     return answer
 
@@ -158,6 +220,24 @@ def write_rows(path: Path, rows: list[dict]) -> str:
     data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
     write_text(path, data.decode("utf-8"))
     return hashlib.sha256(data).hexdigest()
+
+
+def mix_into_split(report, out_dir: str | Path, model_path: str | Path, share: float,
+                   bf16: bool = False):
+    """The whole step on a prepared dataset: build the mix (the base model at `model_path`
+    answers the look-alikes; every row carries the task's system prompt) and add it to the
+    training split. Returns the updated DataReport; a non-generation task is left as is."""
+    from tools.data.tokens import conversation
+    from tools.evaluate import read_rows, task_system_prompt
+
+    if share <= 0 or report.task_type != "generation":
+        return report
+    train = read_rows(report.split_paths["train"])
+    rows, mix = build_mix(
+        report.splits["train"], share, base_model_answerer(model_path, bf16),
+        system=task_system_prompt(train), seed=report.seed,
+        words=answer_budget([conversation(r)[-1]["content"] for r in train]))
+    return add_to_split(Path(out_dir), report, rows, mix)
 
 
 def add_to_split(out_dir: Path, report, rows: list[dict], mix: MixReport):

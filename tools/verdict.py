@@ -22,6 +22,7 @@ FORGETTING_TOLERANCE = 2.0  # ARC-Easy points the tuned model may lose before it
 DIRECTION = {
     "loss": -1, "perplexity": -1, "unparsable_share": -1, "over_refusal_rate": -1,
     "answer_words": 0, "chosen_loss": -1, "harmful_compliance": -1,
+    "harmful_off_list": 0,  # coined label-like words: neither better nor worse
 }
 
 

@@ -110,7 +110,8 @@ class ProbeAnswer(BaseModel):
     answer: str
     refused: bool
     type: str = ""  # XSTest prompt type, for the per-type breakdown
-    label_only: bool = False  # a classifier's answer that is one of its labels, nothing more
+    label_only: bool = False  # a classifier's answer that is a label (or label-like word)
+    label_kind: str = ""  # classifier: "label" | "off_list" | "text" (see label_answer)
 
 
 class RefusalRates(BaseModel):
@@ -182,10 +183,11 @@ def refusal_rates(
     head = [{"role": "system", "content": system}] if system else []
     convs = [[*head, {"role": "user", "content": prompt}] for _, prompt, _ in items]
     answers = generate_fn(model, tokenizer, convs, max_new_tokens) if convs else []
+    kinds = [label_answer(a, labels) if labels else "" for a in answers]
     samples = [
         ProbeAnswer(kind=k, prompt=p, answer=a, refused=is_refusal(a), type=t,
-                    label_only=is_label_only(a, labels or []))
-        for (k, p, t), a in zip(items, answers, strict=True)
+                    label_only=kind in ("label", "off_list"), label_kind=kind)
+        for (k, p, t), a, kind in zip(items, answers, kinds, strict=True)
     ]
 
     def rate(kind: str) -> float | None:
@@ -198,8 +200,8 @@ def refusal_rates(
             by_type.setdefault(s.type, []).append(s.refused)
     harmful = [s for s in samples if s.kind == "harmful"]
     complied = sum(not (s.refused or s.label_only) for s in harmful)
-    off_list = [s.answer.strip() for s in harmful if not s.refused and labels
-                and label_answer(s.answer, labels) == "off_list"]
+    off_list = [s.answer.strip() for s in harmful
+                if not s.refused and s.label_kind == "off_list"]
     return RefusalRates(
         refusal_rate=rate("harmful"),
         over_refusal_rate=rate("safe"),

@@ -26,7 +26,7 @@ def ftagent_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_model(ftagent_home):
-    from tools.models import resolve_model
+    from ftagent.tools.models import resolve_model
 
     return resolve_model("smollm2-135m-instruct")
 
@@ -34,7 +34,7 @@ def bundled_model(ftagent_home):
 @pytest.fixture(scope="session")
 def tiny_model(bundled_model, tmp_path_factory) -> Path:
     """A 2-layer random Llama with SmolLM2's tokenizer and chat template."""
-    from tools.models import build_tiny_llama
+    from ftagent.tools.models import build_tiny_llama
 
     return build_tiny_llama(bundled_model.path, tmp_path_factory.mktemp("tiny_llama"))
 
@@ -56,7 +56,7 @@ def small_data(tmp_path) -> Path:
 def ftagent(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the real CLI in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "ftagent.agent.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,

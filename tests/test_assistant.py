@@ -8,13 +8,12 @@ real: the tools, the graph, the SQLite checkpoints, the run folders. The real HT
 
 import json
 
+from ftagent.agent.chat import tools as T
+from ftagent.agent.chat.assistant import Assistant
+from ftagent.agent.chat.tools import ChatContext
+from ftagent.agent.service.runs import read_manifest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage
-
-from agent import assistant_tools as T
-from agent.assistant import Assistant
-from agent.assistant_tools import ChatContext
-from agent.runs import read_manifest
 
 
 class ScriptedToolModel(FakeMessagesListChatModel):
@@ -105,7 +104,7 @@ def test_an_llm_never_decides_a_gate_it_proposes_and_the_person_confirms(
 
 
 def test_an_unreachable_llm_falls_back_to_the_knowledge_base(tmp_path):
-    from agent.llm import LLMSettings
+    from ftagent.agent.chat.llm import LLMSettings
 
     settings = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", model="m",
                            timeout_s=2, max_retries=0)

@@ -96,7 +96,7 @@ def test_killed_run_resumes_training_from_its_checkpoint(tmp_path, tiny_model):
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "ftagent.agent.cli",
             "run",
             "--goal",
             "g",

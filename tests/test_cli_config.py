@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ftagent.agent.cli.config import app
+from ftagent.tools.config.train_config import TrainConfig, load_config, save_config
 from typer.testing import CliRunner
-
-from agent.cli_config import app
-from tools.train_config import TrainConfig, load_config, save_config
 
 ASSETS = Path(__file__).parent / "assets" / "foreign"
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tools.config_check import check_config, registry_model_config
-from tools.train_config import TrainConfig
+from ftagent.tools.config.check import check_config, registry_model_config
+from ftagent.tools.config.train_config import TrainConfig
 
 LLAMA = {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
@@ -135,8 +134,8 @@ def test_errors_come_first_and_every_finding_says_what_to_do(tmp_path):
 def test_a_config_longer_than_the_plan_is_fitted_to_memory_keeping_the_batch():
     """self_instruct: planned at 832 tokens, the data's 1472 needed ~29 GB of a 17 GB
     budget and pre-flight stopped the run; the config node now fits it."""
-    from tools.config_check import _estimate_gb, fit_to_budget
-    from tools.train_config import TrainConfig
+    from ftagent.tools.config.check import _estimate_gb, fit_to_budget
+    from ftagent.tools.config.train_config import TrainConfig
 
     smollm = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
               "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,

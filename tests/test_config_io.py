@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tools.config_io import (
+from ftagent.tools.config.openai_jobs import from_openai_job
+from ftagent.tools.config.train_config import TrainConfig
+from ftagent.tools.config.translate import (
     PLACEHOLDER,
     ConfigImportError,
     detect_format,
@@ -20,8 +21,6 @@ from tools.config_io import (
     to_axolotl,
     to_llamafactory,
 )
-from tools.config_openai import from_openai_job
-from tools.train_config import TrainConfig
 
 ASSETS = Path(__file__).parent / "assets" / "foreign"
 CHAT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}

@@ -4,10 +4,9 @@ import json
 
 import pytest
 from conftest import DEMO_DATA, write_jsonl
-
-from tools.data import DataError, PrepareOptions, prepare_dataset, validate_dataset
-from tools.data.checks import pii_kinds
-from tools.data.prepare import Item, stratified_group_split
+from ftagent.tools.data import DataError, PrepareOptions, prepare_dataset, validate_dataset
+from ftagent.tools.data.checks import pii_kinds
+from ftagent.tools.data.prepare import Item, stratified_group_split
 
 NO_NEARDUP = PrepareOptions(near_dup_threshold=None)
 
@@ -49,7 +48,7 @@ def counts(report) -> dict:
     ],
 )
 def test_schemas_are_detected_and_normalised(tmp_path, rows, schema, first):
-    from tools.data.prepare import read_and_convert
+    from ftagent.tools.data.prepare import read_and_convert
 
     a = read_and_convert(write_jsonl(tmp_path / "d.jsonl", rows), NO_NEARDUP)
     assert a.info["schema"].name == schema
@@ -292,7 +291,7 @@ def test_token_lengths_and_loss_preview(tmp_path, bundled_model):
 
 
 def test_parallel_first_pass_gives_the_same_report(tmp_path, monkeypatch):
-    from tools.data import validate
+    from ftagent.tools.data import validate
 
     lines = DEMO_DATA.read_text().splitlines()
     text = "\n".join(lines + lines[:40] + ['{"messages": ['] + lines[::7]) + "\n"
@@ -310,9 +309,8 @@ def test_parallel_first_pass_gives_the_same_report(tmp_path, monkeypatch):
 
 
 def test_loss_masking_mistakes_are_caught(tmp_path, bundled_model):
+    from ftagent.tools.data.validate import validate_stream
     from transformers import AutoTokenizer
-
-    from tools.data.validate import validate_stream
 
     tok = AutoTokenizer.from_pretrained(bundled_model.path)
     # A template whose generation prompt is not how it renders assistant turns: the

@@ -3,10 +3,9 @@ nothing written outside the output folder."""
 
 import json
 
+from ftagent.tools.data import DataError, PrepareOptions, prepare_dataset, validate_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tools.data import DataError, PrepareOptions, prepare_dataset, validate_dataset
 
 OPTS = PrepareOptions(near_dup_threshold=None)
 FAST = settings(

@@ -8,11 +8,10 @@ import json
 
 import pytest
 from conftest import ftagent
-
-from agent.assistant_tools import ChatContext, decide_gate, set_config
-from agent.gates import DecisionError, GateDecision, GateRequest, check_changes
-from agent.policy import PolicyError, gate_numbers, load_policy
-from agent.session import ApprovalPolicy
+from ftagent.agent.chat.tools import ChatContext, decide_gate, set_config
+from ftagent.agent.graph.gates import DecisionError, GateDecision, GateRequest, check_changes
+from ftagent.agent.service.policy import PolicyError, gate_numbers, load_policy
+from ftagent.agent.service.session import ApprovalPolicy
 
 
 @pytest.mark.parametrize("gate,changes,said", [
@@ -160,7 +159,7 @@ def test_headless_run_with_a_policy_stops_at_the_unmet_condition(tmp_path, tiny_
 
 
 def test_chat_decisions_name_the_words_and_check_edits(tmp_path, tiny_model, small_data):
-    from agent.assistant import Assistant
+    from ftagent.agent.chat.assistant import Assistant
 
     ctx = ChatContext(runs_root=tmp_path / "runs", model=str(tiny_model))
     bot = Assistant(ctx)

@@ -4,8 +4,7 @@ real runs is measured by evals/bench/estimator.py, not asserted here."""
 import json
 
 import pytest
-
-from tools.estimate import embedding_params, estimate, lora_params, shape_from_config
+from ftagent.tools.plan.estimate import embedding_params, estimate, lora_params, shape_from_config
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -1,8 +1,8 @@
 """The tester's diagnosis rules on hand-made evidence: each fires on its pattern, stays
 quiet on a healthy run, and proposes changes a retrain can apply."""
 
-from tools.eval_diagnose import Evidence, diagnose, proposed_changes
-from tools.train_config import TrainConfig, apply_overrides
+from ftagent.tools.config.train_config import TrainConfig, apply_overrides
+from ftagent.tools.evaluate.diagnose import Evidence, diagnose, proposed_changes
 
 HEALTHY = dict(train_losses=[3.0, 1.5, 0.6, 0.3, 0.2, 0.2, 0.19, 0.2], eval_losses=[0.3, 0.25],
                base_loss=3.1, tuned_loss=0.25, primary_metric="accuracy", base_primary=0.0,

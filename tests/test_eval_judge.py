@@ -2,8 +2,14 @@
 against ftagent's own OpenAI-compatible server (tests/test_serve_judge.py)."""
 
 import pytest
-
-from tools.eval_judge import JudgedPair, JudgeEndpoint, combine, judge_messages, parse_choice, tally
+from ftagent.tools.evaluate.judge import (
+    JudgedPair,
+    JudgeEndpoint,
+    combine,
+    judge_messages,
+    parse_choice,
+    tally,
+)
 
 
 @pytest.mark.parametrize("reply,choice", [
@@ -59,7 +65,7 @@ def test_endpoint_from_environment(monkeypatch):
 
 
 def test_an_unreachable_judge_is_reported_not_raised():
-    from tools.eval_judge import judge_pairs
+    from ftagent.tools.evaluate.judge import judge_pairs
 
     # Port 9 (discard) on loopback: nothing listens there, the connection is refused.
     e = JudgeEndpoint(base_url="http://127.0.0.1:9/v1", model="judge", timeout_s=2,

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tools.eval_metrics import (
+from ftagent.tools.evaluate.metrics import (
     UNPARSABLE,
     classification_metrics,
     exact_match,

@@ -4,8 +4,12 @@ held-out Anthropic HH pairs with a tiny model."""
 from pathlib import Path
 
 import pytest
-
-from tools.eval_preference import PairLogprobs, implicit_rewards, preference_accuracy, reward_stats
+from ftagent.tools.evaluate.preference import (
+    PairLogprobs,
+    implicit_rewards,
+    preference_accuracy,
+    reward_stats,
+)
 
 HH_PAIRS = Path(__file__).resolve().parent / "assets" / "hh_rlhf_harmless_base"  # 80 rows
 
@@ -24,8 +28,8 @@ def test_preference_accuracy_and_implicit_rewards_by_hand():
 def test_a_model_against_itself_has_zero_rewards(tmp_path, tiny_model):
     """Base and 'tuned' the same weights: every implicit reward is 0, so reward accuracy is
     0 and both preference accuracies equal; the report holds the preference metrics."""
-    from tools.data import PrepareOptions, prepare_dataset
-    from tools.evaluate import evaluate
+    from ftagent.tools.data import PrepareOptions, prepare_dataset
+    from ftagent.tools.evaluate.compare import evaluate
 
     rows = (HH_PAIRS / "train.jsonl").read_text(encoding="utf-8").splitlines()[:30]
     src = tmp_path / "pairs.jsonl"

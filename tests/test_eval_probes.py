@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tools.eval_probes import (
+from ftagent.tools.evaluate.probes import (
     SafetyLimits,
     _option_logprobs,
     is_label_only,

@@ -8,8 +8,7 @@ which could not catch a permutation or a padding leak.
 from __future__ import annotations
 
 import pytest
-
-from tools.generation import eos_ids, generate, generate_one_by_one, left_pad
+from ftagent.tools.evaluate.generation import eos_ids, generate, generate_one_by_one, left_pad
 
 QUESTIONS = [
     "Hi",

@@ -1,10 +1,9 @@
 """The graph on a tiny random-weight model: pause at gates, resume from SQLite in a new
 graph instance, reject, and the trainer's resume after a kill."""
 
+from ftagent.agent.graph.workflow import build_graph, open_checkpointer
+from ftagent.agent.service.runs import STATE_DB, create_run
 from langgraph.types import Command
-
-from agent.graph import build_graph, open_checkpointer
-from agent.runs import STATE_DB, create_run
 
 
 def start(tmp_path, tiny_model, data, max_attempts=1):
@@ -77,7 +76,7 @@ def test_reject_ends_the_run_and_edit_changes_config(tmp_path, tiny_model, small
 
 
 def test_run_killed_before_its_first_checkpoint_starts_over(tmp_path, tiny_model, small_data):
-    from agent.session import ApprovalPolicy, drive
+    from ftagent.agent.service.session import ApprovalPolicy, drive
 
     run_dir, _ = start(tmp_path, tiny_model, small_data)  # manifest written, no checkpoint yet
     events = []

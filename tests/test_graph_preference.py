@@ -4,10 +4,9 @@ on (keeping the first split)."""
 
 from pathlib import Path
 
+from ftagent.agent.graph.workflow import build_graph, open_checkpointer
+from ftagent.agent.service.runs import STATE_DB, create_run
 from langgraph.types import Command
-
-from agent.graph import build_graph, open_checkpointer
-from agent.runs import STATE_DB, create_run
 
 HH_PAIRS = Path(__file__).resolve().parent / "assets" / "hh_rlhf_harmless_base"  # 80 rows
 

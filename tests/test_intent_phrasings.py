@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from agent.intents import CHANGING, parse
+from ftagent.agent.chat.intents import CHANGING, parse
 
 ROWS = yaml.safe_load((Path(__file__).parent / "assets" / "intent_phrasings.yaml")
                       .read_text(encoding="utf-8"))

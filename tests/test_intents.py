@@ -1,8 +1,7 @@
 """The deterministic intent parser on a table of phrasings people type (no LLM needed)."""
 
 import pytest
-
-from agent.intents import CHANGING, parse
+from ftagent.agent.chat.intents import CHANGING, parse
 
 TABLE = [
     # start a workflow

@@ -12,9 +12,8 @@ import time
 
 import pytest
 from conftest import ROOT
-
-from agent import knowledge as kb
-from agent.run_diagnosis import (
+from ftagent.agent.chat import knowledge as kb
+from ftagent.agent.service.run_diagnosis import (
     KIND_QUERY,
     answer_about_run,
     curve_findings,
@@ -23,7 +22,7 @@ from agent.run_diagnosis import (
     merge_findings,
     run_grounding_prompt,
 )
-from tools.train_config import TrainConfig, save_config
+from ftagent.tools.config.train_config import TrainConfig, save_config
 
 T, H, D, E = "troubleshooting.md", "hyperparameters.md", "decide.md", "evaluation.md"
 P, A, M, X = "deployment.md", "data.md", "methods.md", "mistakes.md"
@@ -265,7 +264,7 @@ def test_grounding_prompt_numbers_passages_and_asks_for_citations():
 
 
 def test_grounding_prompt_template_says_what_it_serves():
-    from prompts import load
+    from ftagent.prompts import load
 
     assert load("answer_from_knowledge.md").startswith("<!-- serves: agent chat")
 

@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def local(bundled_model):
-    from agent.local_llm import LocalChatModel
+    from ftagent.agent.chat.local_llm import LocalChatModel
 
     return LocalChatModel.load("smollm2-135m-instruct", max_new_tokens=40)
 
@@ -24,9 +24,9 @@ def test_invoke_and_stream_give_the_same_greedy_answer(local):
 
 
 def test_the_assistant_phrases_answers_with_the_local_model_and_cites(tmp_path, local):
-    from agent.assistant import Assistant
-    from agent.assistant_tools import ChatContext
-    from agent.llm import LLMSettings
+    from ftagent.agent.chat.assistant import Assistant
+    from ftagent.agent.chat.llm import LLMSettings
+    from ftagent.agent.chat.tools import ChatContext
 
     bot = Assistant(ChatContext(runs_root=tmp_path), LLMSettings(backend="local"),
                     chat_model=local)

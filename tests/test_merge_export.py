@@ -28,7 +28,7 @@ CONVERSATIONS = [
 
 @pytest.fixture(scope="module")
 def rows():
-    from tools.evaluate import read_rows
+    from ftagent.tools.evaluate.compare import read_rows
 
     return read_rows(DEMO_DATA)[::25]  # 10 real held-out-style rows, one per intent
 
@@ -59,14 +59,14 @@ def adapter(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def merged(tiny_model, adapter, tmp_path_factory):
-    from tools.merge import merge_model
+    from ftagent.tools.deploy.merge import merge_model
 
     return merge_model(tiny_model, adapter, tmp_path_factory.mktemp("m") / "merged")
 
 
 @pytest.fixture(scope="module")
 def gguf_f16(merged, tmp_path_factory):
-    from tools.export_gguf import export_gguf
+    from ftagent.tools.deploy.gguf import export_gguf
 
     return export_gguf(merged.merged, tmp_path_factory.mktemp("g") / "gguf", "f16", name="tiny")
 
@@ -98,7 +98,7 @@ def test_merge_writes_a_plain_hf_folder_with_the_training_template(merged, tiny_
 
 
 def test_merged_folder_loads_and_answers_without_ftagent(merged):
-    from tools.merge import check_loads_and_answers
+    from ftagent.tools.deploy.merge import check_loads_and_answers
 
     said = check_loads_and_answers(merged.merged, CONVERSATIONS[0])
     assert said["ok"], said
@@ -108,17 +108,16 @@ def test_merged_folder_loads_and_answers_without_ftagent(merged):
 def test_verification_passes_on_a_real_merge_and_fails_on_tampered_weights(
         tiny_model, adapter, merged, rows, tmp_path):
     import torch
+    from ftagent.tools.deploy.merge_verify import verify_merge
     from safetensors.torch import load_file, save_file
-
-    from tools.merge_verify import verify_merge
 
     check = verify_merge(tiny_model, adapter, merged.merged, rows[:6])
     print(check.summary())
     assert check.ok, check.problems
     assert check.max_abs_logit_diff < 1e-4 and abs(check.perplexity_rel_diff) < 1e-4
     # The adapter does change the model: the base alone is far from the merged model.
-    from tools.evaluate import load_plain
-    from tools.merge_verify import _max_logit_diff
+    from ftagent.tools.deploy.merge_verify import _max_logit_diff
+    from ftagent.tools.evaluate.compare import load_plain
 
     base, tok = load_plain(tiny_model)
     moved = _max_logit_diff(base, load_plain(merged.merged)[0], tok, CONVERSATIONS)
@@ -140,11 +139,10 @@ def test_verification_passes_on_a_real_merge_and_fails_on_tampered_weights(
 
 def test_bf16_base_merges_in_bf16_and_qlora_is_said(tiny_model, adapter, rows, tmp_path):
     import torch
+    from ftagent.tools.deploy.merge import merge_model
+    from ftagent.tools.deploy.merge_verify import verify_merge
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tools.merge import merge_model
-    from tools.merge_verify import verify_merge
 
     base = tmp_path / "base-bf16"
     AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(base)
@@ -164,11 +162,10 @@ def test_bf16_base_merges_in_bf16_and_qlora_is_said(tiny_model, adapter, rows, t
 
 def test_gguf_reads_back_as_transformers_reads_gguf(gguf_f16, f16_reader, merged, tmp_path):
     import gguf
+    from ftagent.tools.deploy.gguf import export_gguf
     from safetensors import safe_open
     from transformers import AutoTokenizer
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
-
-    from tools.export_gguf import export_gguf
 
     assert gguf_f16.check["ok"], gguf_f16.check["problems"]
     shapes = {t.name: [int(d) for d in t.shape] for t in f16_reader.tensors}
@@ -210,9 +207,13 @@ def test_one_chat_template_end_to_end(merged, gguf_f16, f16_reader, adapter, tin
     the Modelfile TEMPLATE gives one string; EOS and stop tokens agree."""
     from pathlib import Path
 
+    from ftagent.tools.chat_template import (
+        parse_modelfile,
+        render_jinja,
+        render_ollama,
+        vllm_commands,
+    )
     from transformers import AutoTokenizer
-
-    from tools.chat_template import parse_modelfile, render_jinja, render_ollama, vllm_commands
 
     tok = AutoTokenizer.from_pretrained(merged.merged)
     reader = f16_reader
@@ -244,7 +245,7 @@ def test_one_chat_template_end_to_end(merged, gguf_f16, f16_reader, adapter, tin
 
 
 def test_template_translation_checks_itself():
-    from tools.chat_template import (
+    from ftagent.tools.chat_template import (
         UnsupportedTemplate,
         jinja_to_ollama,
         modelfile,
@@ -277,7 +278,7 @@ def test_template_translation_checks_itself():
 
 
 def test_model_card_is_a_pure_function_of_its_inputs():
-    from tools.model_card import model_card
+    from ftagent.tools.deploy.card import model_card
 
     inputs = dict(
         goal="route banking questions",
@@ -303,9 +304,8 @@ def test_model_card_is_a_pure_function_of_its_inputs():
 
 
 def _cli(*args):
+    from ftagent.agent.cli.main import app
     from typer.testing import CliRunner
-
-    from agent.cli import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -365,7 +365,7 @@ def test_cli_takes_paths_from_a_run(tiny_model, adapter, rows, tmp_path):
 
 
 def test_llama_cpp_generates_from_the_gguf(gguf_f16):
-    from tools.export_gguf import llama_cpp_generate, llama_cpp_runtime
+    from ftagent.tools.deploy.gguf import llama_cpp_generate, llama_cpp_runtime
 
     if llama_cpp_runtime() is None:
         pytest.skip("no llama.cpp runtime installed (llama_cpp or llama-cli): only the GGUF "
@@ -377,8 +377,8 @@ def test_llama_cpp_generates_from_the_gguf(gguf_f16):
 def test_smollm2_exports_to_gguf(bundled_model, tmp_path):
     import time
 
-    from tools.chat_template import parse_modelfile
-    from tools.export_gguf import export_gguf
+    from ftagent.tools.chat_template import parse_modelfile
+    from ftagent.tools.deploy.gguf import export_gguf
 
     started = time.time()
     result = export_gguf(bundled_model.path, tmp_path / "gguf", "f16", name="smollm2")

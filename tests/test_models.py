@@ -1,8 +1,7 @@
 import json
 
 import pytest
-
-from tools.models import ModelNotFoundError, bundled_gguf_path, resolve_model
+from ftagent.tools.models import ModelNotFoundError, bundled_gguf_path, resolve_model
 
 
 def test_bundled_model_is_converted_once_to_plain_safetensors(bundled_model):

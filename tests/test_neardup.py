@@ -7,8 +7,7 @@ import random
 
 import pytest
 from datasketch import MinHash, MinHashLSH
-
-from tools.data.neardup import lsh_params, near_duplicate_groups
+from ftagent.tools.data.neardup import lsh_params, near_duplicate_groups
 
 THRESHOLD = 0.85
 

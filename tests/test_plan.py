@@ -3,13 +3,13 @@ real data (the scenario table in evals/planner scores the decisions in bulk)."""
 
 import json
 
-from tools.data.facts import DataFacts
-from tools.estimate import shape_from_config
-from tools.hardware import GPU, Hardware, probe
-from tools.plan import make_plan
-from tools.plan_report import plan_markdown
-from tools.plan_types import Constraints, PlanInputs
-from tools.registry import card_from_folder, lookup
+from ftagent.tools.data.facts import DataFacts
+from ftagent.tools.hardware import GPU, Hardware, probe
+from ftagent.tools.plan.estimate import shape_from_config
+from ftagent.tools.plan.report import plan_markdown
+from ftagent.tools.plan.rules import make_plan
+from ftagent.tools.plan.types import Constraints, PlanInputs
+from ftagent.tools.registry import card_from_folder, lookup
 
 CPU = Hardware(cpu_cores=2, ram_gb=24, ram_available_gb=20, disk_free_gb=50, cpu_bf16=True)
 RTX = Hardware(cpu_cores=16, ram_gb=64, ram_available_gb=60, disk_free_gb=500, gpus=[
@@ -98,10 +98,10 @@ def test_nothing_fits_is_a_warning_not_a_crash():
 
 
 def test_data_facts_of_the_demo_data(bundled_model):
+    from ftagent.tools.plan.planner import data_facts
     from transformers import AutoTokenizer
 
     from tests.conftest import DEMO_DATA
-    from tools.planner import data_facts
 
     facts = data_facts(DEMO_DATA, AutoTokenizer.from_pretrained(bundled_model.path))
     assert facts.n_examples == 250 and facts.kind == "classification" and facts.n_labels == 10

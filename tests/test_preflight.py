@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tools.estimate import shape_from_config
-from tools.hardware import GPU, Hardware
-from tools.preflight import (
+from ftagent.tools.config.train_config import QuantSettings, TrainConfig
+from ftagent.tools.hardware import GPU, Hardware
+from ftagent.tools.plan.estimate import shape_from_config
+from ftagent.tools.train.preflight import (
     CONSTRAINTS,
     SUPPORTED,
     PreflightReport,
@@ -31,7 +31,6 @@ from tools.preflight import (
     read_tested_versions,
     version_checks,
 )
-from tools.train_config import QuantSettings, TrainConfig
 
 T4 = GPU(name="Tesla T4", memory_gb=15.0, compute_capability="7.5", bf16=False)
 

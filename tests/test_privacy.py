@@ -2,8 +2,8 @@
 
 import json
 
-from agent.llm import LLMSettings
-from agent.privacy import WITHHELD, data_files, for_llm, is_remote, row_texts
+from ftagent.agent.chat.llm import LLMSettings
+from ftagent.agent.chat.privacy import WITHHELD, data_files, for_llm, is_remote, row_texts
 
 
 def test_only_loopback_is_local():

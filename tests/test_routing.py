@@ -1,8 +1,7 @@
 import pytest
-
-from agent.gates import GATES, DecisionError, GateRequest
-from agent.routing import STOP, after_evaluation, after_gate, after_tester
-from agent.session import ApprovalPolicy
+from ftagent.agent.graph.gates import GATES, DecisionError, GateRequest
+from ftagent.agent.graph.routing import STOP, after_evaluation, after_gate, after_tester
+from ftagent.agent.service.session import ApprovalPolicy
 
 
 def state(action="approve", changes=None, attempt=1, max_attempts=2, met=True,
@@ -70,7 +69,7 @@ def test_policy_reject_and_edit_and_unknown_gates():
 
 
 def test_strategy_reject_replans_until_the_limit_or_stop():
-    from agent.routing import MAX_REPLANS, after_strategy
+    from ftagent.agent.graph.routing import MAX_REPLANS, after_strategy
 
     def st(action, reason="", changes=None, rejects=1):
         record = {"gate": "strategy", "action": action, "reason": reason,
@@ -87,7 +86,7 @@ def test_strategy_reject_replans_until_the_limit_or_stop():
 
 
 def test_policy_reject_and_edit_answer_a_gate_once():
-    from agent.gates import GateRequest
+    from ftagent.agent.graph.gates import GateRequest
 
     policy = ApprovalPolicy.from_flags("none", reject="strategy", reason="too slow")
     req = GateRequest(gate="strategy", title="t", question="q", passed=True, summary="s")

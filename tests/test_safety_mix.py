@@ -11,10 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from tools import bundled
-from tools.bundled import make_probes
-from tools.data.safety_mix import (
+from ftagent.tools import bundled
+from ftagent.tools.bundled import make_probes
+from ftagent.tools.data.safety_mix import (
     HARMFUL_WEIGHTS,
     answer_budget,
     benign_pool,
@@ -25,7 +24,7 @@ from tools.data.safety_mix import (
     trim_to_words,
     whole_sentences,
 )
-from tools.eval_probes import is_refusal, load_probes
+from ftagent.tools.evaluate.probes import is_refusal, load_probes
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = Path(__file__).parent / "assets" / "probe_sources"
@@ -118,7 +117,7 @@ def test_the_wheel_carries_the_probes_demo_and_mix_and_reads_them_installed(tmp_
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, src / name)
-    for package in ("agent", "tools", "tui", "prompts"):
+    for package in ("ftagent", "agent", "tools", "tui", "prompts"):
         shutil.copytree(ROOT / package, src / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -129,12 +128,13 @@ def test_the_wheel_carries_the_probes_demo_and_mix_and_reads_them_installed(tmp_
     for name in (bundled.DEMO_DATA, bundled.ADVBENCH_PROBE, bundled.XSTEST_SAFE_PROBE,
                  bundled.ARC_PROBE, bundled.HARMFUL_MIX, bundled.XSTEST_SAFE_MIX,
                  bundled.LOOKALIKES, bundled.REFUSALS):
-        assert f"tools/bundled/{name}" in names, name
+        assert f"ftagent/tools/bundled/{name}" in names, name
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:  # a wheel installs by unpacking
         z.extractall(site)
-    code = ("import tools.eval_probes as p, tools; assert str(tools.__file__).startswith("
-            f"{str(site)!r}), tools.__file__; n = p.load_probes(); "
+    code = ("import ftagent.tools.evaluate.probes as p, ftagent; "
+            f"assert str(ftagent.__file__).startswith({str(site)!r}), ftagent.__file__; "
+            "n = p.load_probes(); "
             "print(json.dumps({k: len(v) for k, v in n.items()}))")
     out = subprocess.run([sys.executable, "-c", "import json;" + code], cwd=tmp_path,
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
@@ -189,8 +189,8 @@ def test_mix_goes_to_train_only_with_the_task_system_prompt(tmp_path, bundled_mo
 
 
 def test_the_plan_mixes_for_chat_data_only_and_a_person_can_turn_it_off():
-    from tools.plan_decide import SAFETY_MIX, safety_mix_for
-    from tools.plan_types import Constraints
+    from ftagent.tools.plan.decide import SAFETY_MIX, safety_mix_for
+    from ftagent.tools.plan.types import Constraints
 
     assert safety_mix_for("chat", "chat", Constraints())[0] == SAFETY_MIX == 0.6
     assert safety_mix_for("summarization", "chat", Constraints(safety_mix=0.4))[0] == 0.4
@@ -226,8 +226,8 @@ def test_missing_probe_files_fail_the_safety_check(tmp_path, monkeypatch, tiny_m
                                                    small_data):
     """A broken install (a probe file gone) evaluates the task as usual and fails the
     safety gate, saying which file is missing, instead of passing unchecked."""
-    from tools.evaluate import bundled_probes, evaluate
-    from tools.verdict import judge
+    from ftagent.tools.evaluate.compare import bundled_probes, evaluate
+    from ftagent.tools.evaluate.verdict import judge
 
     monkeypatch.setattr(bundled, "ADVBENCH_PROBE", "probes/gone.jsonl")
     probes = bundled_probes(small_data, "classification", ["card_arrival"])

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from agent.runs import RunError, create_run, find_run, find_run_or_folder
+from ftagent.agent.service.runs import RunError, create_run, find_run, find_run_or_folder
 
 BAD_IDS = ["../outside", "..", ".", "a/b", "a/../b", "x..y", "a\\b", "", " run", "run\n"]
 
@@ -75,11 +74,10 @@ def test_the_command_line_may_name_a_run_folder(tmp_path):
 
 
 def test_chat_tui_and_cli_callers_refuse_paths(tmp_path):
+    from ftagent.agent.chat.tools import ChatContext, resume_run
+    from ftagent.agent.cli.main import app
+    from ftagent.tui.engine import InputError, find_run_dir
     from typer.testing import CliRunner
-
-    from agent.assistant_tools import ChatContext, resume_run
-    from agent.cli import app
-    from tui.engine import InputError, find_run_dir
 
     root = tmp_path / "runs"
     _run_at(tmp_path / "outside", "outside")
@@ -128,7 +126,7 @@ def tiny_adapter(tiny_model, tmp_path) -> Path:
 
 def test_evaluation_refuses_a_pickled_model_and_loads_safetensors(tiny_model, pickled_model,
                                                                    tmp_path):
-    from tools.evaluate import UnsafeWeightsError, evaluate, load_plain
+    from ftagent.tools.evaluate.compare import UnsafeWeightsError, evaluate, load_plain
 
     assert (pickled_model / "pytorch_model.bin").is_file()
     assert not list(pickled_model.glob("*.safetensors"))
@@ -150,9 +148,9 @@ def test_evaluation_refuses_a_pickled_model_and_loads_safetensors(tiny_model, pi
 
 
 def test_a_pickled_adapter_is_refused(tiny_model, tiny_adapter, tmp_path):
-    from tools.evaluate import UnsafeWeightsError, load_tuned
-    from tools.merge import merge_model
-    from tools.serve import load_for_serving
+    from ftagent.tools.deploy.merge import merge_model
+    from ftagent.tools.evaluate.compare import UnsafeWeightsError, load_tuned
+    from ftagent.tools.serve.app import load_for_serving
 
     model, _ = load_tuned(tiny_model, tiny_adapter)  # safetensors: loads
     assert hasattr(model, "disable_adapter")

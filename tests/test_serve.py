@@ -17,8 +17,7 @@ import time
 import httpx
 import openai
 import pytest
-
-from tools.serve import free_port, start_server_process
+from ftagent.tools.serve.app import free_port, start_server_process
 
 KEY = "sk-test-key"
 QUESTIONS = ["Hi", "How do I reset my PIN?", "Exchange rate for euros today, please?", "Refund"]
@@ -53,7 +52,7 @@ def smollm_cli(bundled_model, tmp_path_factory):
     port, log = free_port(), tmp_path_factory.mktemp("smollm_cli") / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "serve", "smollm2-135m-instruct",
+            [sys.executable, "-m", "ftagent.agent.cli", "serve", "smollm2-135m-instruct",
              "--port", str(port), "--log-level", "warning"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     yield proc, port, log
@@ -83,8 +82,8 @@ def tok(spiky_model):
 
 
 def one_by_one(model_dir, questions, max_new_tokens):
-    from tools.evaluate import load_plain
-    from tools.generation import generate_one_by_one
+    from ftagent.tools.evaluate.compare import load_plain
+    from ftagent.tools.evaluate.generation import generate_one_by_one
 
     model, tokenizer = load_plain(model_dir)
     return generate_one_by_one(model, tokenizer, [chat(q) for q in questions], max_new_tokens)
@@ -112,7 +111,7 @@ def test_lists_the_model(client):
 
 
 def test_chat_usage_and_stream_match(client, tok):
-    from tools.generation import prompt_ids
+    from ftagent.tools.evaluate.generation import prompt_ids
 
     r = client.chat.completions.create(model="tiny", messages=chat("Hello there"), max_tokens=12)
     n_prompt = len(prompt_ids(tok, [chat("Hello there")])[0])
@@ -224,12 +223,11 @@ def test_concurrent_requests_are_batched_and_match_one_by_one(client, server, sp
 def test_engine_serves_a_lora_adapter_like_one_by_one(spiky_model, tmp_path):
     """In-process engine (no HTTP) on base + LoRA: batched greedy equals one-by-one."""
     import torch
+    from ftagent.tools.evaluate.compare import load_plain
+    from ftagent.tools.evaluate.generation import generate_one_by_one, prompt_ids
+    from ftagent.tools.serve.app import load_for_serving
+    from ftagent.tools.serve.engine import BatchingEngine, SamplingParams
     from peft import LoraConfig, get_peft_model
-
-    from tools.evaluate import load_plain
-    from tools.generation import generate_one_by_one, prompt_ids
-    from tools.serve import load_for_serving
-    from tools.serve_engine import BatchingEngine, SamplingParams
 
     base, _ = load_plain(spiky_model)
     torch.manual_seed(1)
@@ -261,9 +259,8 @@ def test_engine_serves_a_lora_adapter_like_one_by_one(spiky_model, tmp_path):
 
 
 def test_text_stream_multibyte_and_stop(bundled_model):
+    from ftagent.tools.serve.engine import TextStream
     from transformers import AutoTokenizer
-
-    from tools.serve_engine import TextStream
 
     tok = AutoTokenizer.from_pretrained(bundled_model.path)
     text = "Grüße 🤗 aus 世界 — naïve café, ok?"

@@ -9,22 +9,22 @@ KEY = "test-key-123"
 
 @pytest.fixture(scope="module")
 def server(bundled_model):
-    from tools.serve import start_server_process
+    from ftagent.tools.serve.app import start_server_process
 
     with start_server_process(bundled_model.path, api_key=KEY, model_name="smol") as handle:
         yield handle
 
 
 def settings(server, key_env="FTAGENT_TEST_KEY"):
-    from agent.llm import LLMSettings
+    from ftagent.agent.chat.llm import LLMSettings
 
     return LLMSettings(backend="openai", base_url=server.base_url, model="smol",
                        api_key_env=key_env, timeout_s=120, max_retries=0, max_tokens=32)
 
 
 def test_chat_streams_a_cited_answer_over_http(server, tmp_path, monkeypatch):
-    from agent.assistant import Assistant
-    from agent.assistant_tools import ChatContext
+    from ftagent.agent.chat.assistant import Assistant
+    from ftagent.agent.chat.tools import ChatContext
 
     monkeypatch.setenv("FTAGENT_TEST_KEY", KEY)
     # ftagent serve refuses `tools` (400): the assistant then uses the endpoint to phrase
@@ -38,9 +38,9 @@ def test_chat_streams_a_cited_answer_over_http(server, tmp_path, monkeypatch):
 
 
 def test_a_wrong_key_says_so_and_the_chat_still_answers(server, tmp_path, monkeypatch):
-    from agent.assistant import Assistant
-    from agent.assistant_tools import ChatContext
-    from agent.llm import LLMUnavailable, check
+    from ftagent.agent.chat.assistant import Assistant
+    from ftagent.agent.chat.llm import LLMUnavailable, check
+    from ftagent.agent.chat.tools import ChatContext
 
     monkeypatch.setenv("FTAGENT_TEST_KEY", "wrong")
     s = settings(server)
@@ -53,14 +53,14 @@ def test_a_wrong_key_says_so_and_the_chat_still_answers(server, tmp_path, monkey
 
 
 def test_settings_check_gets_an_answer(server, monkeypatch):
-    from agent.llm import check
+    from ftagent.agent.chat.llm import check
 
     monkeypatch.setenv("FTAGENT_TEST_KEY", KEY)
     assert check(settings(server)).strip()
 
 
 def test_pairwise_judge_over_http_asks_both_orders(server):
-    from tools.eval_judge import JudgeEndpoint, judge_pairs
+    from ftagent.tools.evaluate.judge import JudgeEndpoint, judge_pairs
 
     e = JudgeEndpoint(base_url=server.base_url, model="smol", api_key=KEY, max_items=2,
                       max_tokens=16)

@@ -1,7 +1,6 @@
 import pytest
 import yaml
-
-from tools.train_config import (
+from ftagent.tools.config.train_config import (
     TrainConfig,
     apply_overrides,
     default_config,
@@ -51,8 +50,8 @@ def test_load_config_errors_name_file_and_field(tmp_path):
 
 
 def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
-    from tools.train import last_complete_checkpoint
-    from tools.train_checkpoint import mark_complete
+    from ftagent.tools.train.checkpoint import mark_complete
+    from ftagent.tools.train.recipe import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path / "none") is None
     for step, state in [(5, "marked"), (10, "marked"), (15, "state-only"), (20, "weights")]:
@@ -71,7 +70,7 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
 
 
 def test_max_length_fits_the_data():
-    from tools.train_config import MAX_LENGTH_CAP, fit_max_length
+    from ftagent.tools.config.train_config import MAX_LENGTH_CAP, fit_max_length
 
     assert fit_max_length(183) == 192 and fit_max_length(20) == 128
     assert fit_max_length(10_000) == MAX_LENGTH_CAP
@@ -79,13 +78,13 @@ def test_max_length_fits_the_data():
 
 
 def test_planned_config_explains_its_values_and_still_round_trips(tmp_path):
-    from tools.config_why import config_rationale
-    from tools.data.facts import DataFacts
-    from tools.hardware import Hardware
-    from tools.plan import make_plan
-    from tools.plan_types import PlanInputs
-    from tools.registry import lookup
-    from tools.train_config import config_from_plan
+    from ftagent.tools.config.train_config import config_from_plan
+    from ftagent.tools.config.why import config_rationale
+    from ftagent.tools.data.facts import DataFacts
+    from ftagent.tools.hardware import Hardware
+    from ftagent.tools.plan.rules import make_plan
+    from ftagent.tools.plan.types import PlanInputs
+    from ftagent.tools.registry import lookup
 
     hw = Hardware(cpu_cores=2, ram_gb=24, ram_available_gb=20, disk_free_gb=50)
     data = DataFacts(n_examples=250, kind="classification", n_labels=10, tokens_p50=90,

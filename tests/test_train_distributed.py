@@ -4,14 +4,13 @@
 import json
 
 import pytest
-
-from tools import train_launch as tl
+from ftagent.tools.train import launch as tl
 
 
 def test_launch_command_starts_n_processes_the_way_accelerate_needs():
     cpu = tl.launch_command("c.yaml", 2, backend="cpu", cpu_threads=3)
     assert cpu[1:3] == ["-m", "accelerate.commands.launch"]
-    assert cpu[-3:] == ["-m", "tools.train", "c.yaml"]
+    assert cpu[-3:] == ["-m", "ftagent.tools.train", "c.yaml"]
     # --cpu would start one process; --multi_gpu is what makes torchrun start N.
     assert cpu[3] == "--multi_gpu" and "--cpu" not in cpu
     assert tl.launch_command("c.yaml", 1, backend="cpu")[3] == "--cpu"
@@ -73,7 +72,7 @@ def test_layer_class_matches_what_transformers_keeps_whole():
 
 
 def _config(tmp_path, tiny_model, small_data, out="out"):
-    from tools.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
 
     cfg = default_config(str(tiny_model), "lora", str(small_data), None, str(tmp_path / out),
                          30, 1_000_000, False)
@@ -82,9 +81,8 @@ def _config(tmp_path, tiny_model, small_data, out="out"):
 
 
 def test_print_command_writes_the_gpu_config(tmp_path, tiny_model, small_data, monkeypatch):
+    from ftagent.agent.cli.main import app
     from typer.testing import CliRunner
-
-    from agent.cli import app
 
     path = _config(tmp_path, tiny_model, small_data)
     runner = CliRunner()
@@ -112,7 +110,7 @@ def test_print_command_writes_the_gpu_config(tmp_path, tiny_model, small_data, m
 
 @pytest.mark.timeout(300)
 def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path, tiny_model, small_data):
-    from tools.jobs import run_training_job
+    from ftagent.tools.train.jobs import run_training_job
 
     path = _config(tmp_path, tiny_model, small_data)
     out = tmp_path / "out"
@@ -145,10 +143,9 @@ def test_a_diagnosis_under_two_processes_is_written_once(tmp_path, tiny_model, s
     import math
     import shutil
 
+    from ftagent.tools.config.train_config import load_config, save_config
+    from ftagent.tools.train.jobs import TrainingFailed, run_training_job
     from safetensors.torch import load_file, save_file
-
-    from tools.jobs import TrainingFailed, run_training_job
-    from tools.train_config import load_config, save_config
 
     model = tmp_path / "poisoned"
     shutil.copytree(tiny_model, model)

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dpo_trains_an_adapter_with_the_base_as_reference(tmp_path, tiny_model):
-    from tools.data import PrepareOptions, prepare_dataset
-    from tools.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.data import PrepareOptions, prepare_dataset
 
     rows = (HH_PAIRS / "train.jsonl").read_text(encoding="utf-8").splitlines()[:40]
     src = tmp_path / "pairs.jsonl"
@@ -24,7 +24,7 @@ def test_dpo_trains_an_adapter_with_the_base_as_reference(tmp_path, tiny_model):
     cfg = apply_overrides(cfg, {"objective": "dpo", "max_steps": 3, "batch_size": 2,
                                 "learning_rate": 5e-4, "max_length": 256, "save_steps": 2})
     path = save_config(cfg, tmp_path / "dpo.yaml")
-    r = subprocess.run([sys.executable, "-m", "tools.train", str(path)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "ftagent.tools.train", str(path)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())

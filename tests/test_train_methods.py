@@ -47,7 +47,7 @@ def test_varlen_attention_keeps_flattened_examples_apart(tiny_model):
     """Two examples flattened into one row (position_ids, cu_seq_lens_q/k, max_length_q/k as
     TRL's padding-free collator makes them) give each example's logits run alone; the same
     row through plain SDPA, which sees no boundaries, does not (so the check can fail)."""
-    from tools.train_attention import NAME, register
+    from ftagent.tools.train.attention import NAME, register
 
     assert register() == NAME
     varlen, sdpa = tiny(tiny_model, NAME), tiny(tiny_model, "sdpa")
@@ -67,9 +67,8 @@ def test_varlen_attention_keeps_sliding_windows_and_softcaps(tmp_path):
     """A random Gemma 2 (a 4-token sliding window on alternate layers, attention logit
     soft-capping): flattened examples longer than the window give each example's logits run
     alone with eager attention, the reference implementation of both."""
+    from ftagent.tools.train.attention import NAME, register
     from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    from tools.train_attention import NAME, register
 
     torch.manual_seed(0)
     cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
@@ -98,8 +97,8 @@ def test_selective_loss_equals_full_logits_cross_entropy(tiny_model, padding_fre
     """Loss, loss-token count, top-1 hits and gradients equal the plain cross entropy over
     all logits (mean over label tokens), on a right-padded batch with -100 prompt and pad
     labels and on a flattened padding-free row; num_items_in_batch divides the sum."""
-    from tools.train_attention import register
-    from tools.train_loss import selective_loss
+    from ftagent.tools.train.attention import register
+    from ftagent.tools.train.loss import selective_loss
 
     model = tiny(tiny_model, register() if padding_free else "sdpa")
     batch = collate(examples((9, 4), (14, 6), (5, 2)), padding_free)
@@ -131,10 +130,9 @@ def test_the_loss_mask_covers_exactly_the_assistant_answer(tiny_model, small_dat
     `<|im_end|>` (and the template's newline after it), none of the system or user text;
     the padding-free collator keeps exactly those labels when it flattens a batch."""
     from datasets import load_dataset
-
-    from tools.train import _trainer_for, to_prompt_completion
-    from tools.train_config import apply_overrides, default_config
-    from tools.train_model import load_model, padding_free
+    from ftagent.tools.config.train_config import apply_overrides, default_config
+    from ftagent.tools.train.model import load_model, padding_free
+    from ftagent.tools.train.recipe import _trainer_for, to_prompt_completion
 
     cfg = default_config(str(tiny_model), "lora", str(small_data), None, str(tmp_path / "out"),
                          30, 1_000_000, False)
@@ -173,14 +171,14 @@ def test_the_loss_mask_covers_exactly_the_assistant_answer(tiny_model, small_dat
 
 def train_briefly(tmp_path: Path, model: Path, data: Path, method: str, **overrides) -> Path:
     """A real 3-step run (checkpoint every step, no warm-up so every step moves weights)."""
-    from tools.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
 
     out = tmp_path / "out"
     cfg = default_config(str(model), method, str(data), None, str(out), 30, 1_000_000, False)
     cfg = apply_overrides(cfg, {"max_steps": 3, "save_steps": 1, "batch_size": 2,
                                 "warmup_ratio": 0.0, "report_to": [], **overrides})
     config = save_config(cfg, tmp_path / "c.yaml")
-    r = subprocess.run([sys.executable, "-m", "tools.train", str(config)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "ftagent.tools.train", str(config)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     result = json.loads((out / "result.json").read_text())
@@ -232,8 +230,8 @@ def test_prompt_and_prefix_tuning_train_and_save_an_adapter(
 def test_qlora_trains_on_a_4bit_base(tiny_model, small_data, tmp_path):
     """method qlora: the base loads as bitsandbytes 4-bit (nf4) layers, and a real 3-step run
     updates the LoRA weights and saves a LoRA adapter."""
-    from tools.train_config import default_config
-    from tools.train_model import load_model
+    from ftagent.tools.config.train_config import default_config
+    from ftagent.tools.train.model import load_model
 
     try:
         import bitsandbytes as bnb

@@ -1,10 +1,10 @@
 """The trainer's pure helpers (no model): out-of-memory back-off, the loss-spike diagnosis,
 overfitting detection and the resume fingerprint's differences."""
 
-from tools.train_metrics import overfitting, summarize
-from tools.train_oom import backoff, describe
-from tools.train_resume import differences
-from tools.train_sanity import diagnose
+from ftagent.tools.train.metrics import overfitting, summarize
+from ftagent.tools.train.oom import backoff, describe
+from ftagent.tools.train.resume import differences
+from ftagent.tools.train.sanity import diagnose
 
 
 def test_oom_backoff_halves_the_micro_batch_keeping_examples_per_step():

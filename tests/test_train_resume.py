@@ -23,12 +23,12 @@ MAX_STEPS, SAVE_STEPS = 24, 4
 
 
 def run_train(config: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.train", str(config)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "ftagent.tools.train", str(config)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
 def config_for(model: Path, data: Path, out: Path, path: Path, **overrides) -> Path:
-    from tools.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
 
     cfg = default_config(str(model), "lora", str(data), None, str(out), 30, 1_000_000, False)
     # lora.dropout stays on (0.05): a resume must also restore the RNG state.
@@ -38,7 +38,7 @@ def config_for(model: Path, data: Path, out: Path, path: Path, **overrides) -> P
 
 
 def logged(out: Path) -> list[dict]:
-    from tools.train_metrics import read_metrics
+    from ftagent.tools.train.metrics import read_metrics
 
     return read_metrics(out)
 
@@ -62,7 +62,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 def killed_run(tiny_model, tmp_path_factory):
     """A run killed with SIGKILL once a complete checkpoint exists and training has gone
     past it: (model, output dir, data file, checkpoint step)."""
-    from tools.train import last_complete_checkpoint
+    from ftagent.tools.train.recipe import last_complete_checkpoint
 
     base = tmp_path_factory.mktemp("killed")
     data = base / "small.jsonl"
@@ -70,7 +70,7 @@ def killed_run(tiny_model, tmp_path_factory):
                     encoding="utf-8")
     out = base / "out"
     config = config_for(tiny_model, data, out, base / "c.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "tools.train", str(config)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "ftagent.tools.train", str(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt, deadline = None, time.time() + 300
     try:
@@ -160,7 +160,7 @@ def test_a_resume_with_another_adapter_or_other_data_is_refused(killed_run, tmp_
     other = tmp_path / "other.jsonl"
     other.write_text("\n".join(data.read_text(encoding="utf-8").splitlines()[:-1]) + "\n",
                      encoding="utf-8")
-    from tools.train_resume import file_sha256
+    from ftagent.tools.train.resume import file_sha256
 
     r = run_train(config_for(model, other, out, tmp_path / "c2.yaml"))
     assert r.returncode == 2, r.stderr[-3000:]

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from tools.train_sanity import FLAT_STEPS, diagnose
+from ftagent.tools.train.sanity import FLAT_STEPS, diagnose
 
 
 def rows(*losses, grad=1.0):
@@ -28,9 +28,8 @@ def test_diagnosis_of_logged_rows():
 
 
 def test_a_run_that_cannot_learn_stops_with_a_diagnosis(tmp_path, tiny_model, small_data):
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
     from safetensors.torch import load_file, save_file
-
-    from tools.train_config import apply_overrides, default_config, save_config
 
     model = tmp_path / "poisoned"
     shutil.copytree(tiny_model, model)
@@ -43,7 +42,7 @@ def test_a_run_that_cannot_learn_stops_with_a_diagnosis(tmp_path, tiny_model, sm
                          30, 1_000_000, False)
     cfg = apply_overrides(cfg, {"max_steps": 20, "save_steps": 5})
     path = save_config(cfg, tmp_path / "c.yaml")
-    r = subprocess.run([sys.executable, "-m", "tools.train", str(path)],
+    r = subprocess.run([sys.executable, "-m", "ftagent.tools.train", str(path)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 3, r.stderr[-2000:]
     assert "training stopped early, step 1" in r.stderr and "Fix:" in r.stderr
@@ -56,8 +55,7 @@ def test_a_run_that_cannot_learn_stops_with_a_diagnosis(tmp_path, tiny_model, sm
 
 def test_ftagent_train_runs_a_config_and_refuses_a_finished_run(tmp_path, tiny_model, small_data):
     from conftest import ftagent
-
-    from tools.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
 
     cfg = default_config(str(tiny_model), "lora", str(small_data), None, str(tmp_path / "out"),
                          30, 1_000_000, False)

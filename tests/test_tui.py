@@ -12,16 +12,15 @@ import time
 
 import pytest
 from conftest import ROOT
+from ftagent.tui.app import FtagentApp
+from ftagent.tui.screens.config_editor import ConfigEditorScreen
+from ftagent.tui.screens.confirm import ConfirmScreen
+from ftagent.tui.screens.gate import GateScreen
+from ftagent.tui.screens.help import HelpScreen
+from ftagent.tui.screens.runs import RunsScreen
+from ftagent.tui.widgets.loss_plot import LossPlot
 from rich.console import Console
 from textual.widgets import DataTable, Input, Label, Markdown, ProgressBar, TextArea
-
-from tui.app import FtagentApp
-from tui.screens.config_editor import ConfigEditorScreen
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.gate import GateScreen
-from tui.screens.help import HelpScreen
-from tui.screens.runs import RunsScreen
-from tui.widgets.loss_plot import LossPlot
 
 SIZE = (120, 40)
 
@@ -248,8 +247,8 @@ async def test_bad_commands_answer_with_one_line_and_the_usage(tmp_path, bundled
 
 @pytest.mark.asyncio
 async def test_config_editor_rejects_invalid_values_and_saves_valid_ones(tmp_path):
-    from agent.runs import create_run
-    from tools.train_config import TrainConfig, save_config
+    from ftagent.agent.service.runs import create_run
+    from ftagent.tools.config.train_config import TrainConfig, save_config
 
     runs = tmp_path / "runs"
     run_dir = create_run(runs / "r1", "r1", {"goal": "route tickets", "data_path": "d.jsonl",
@@ -312,7 +311,7 @@ async def test_help_theme_and_command_palette(tmp_path):
 
 def test_the_app_module_loads_no_heavy_library():
     code = ("import sys, tui.app; print([m for m in ('torch', 'transformers', 'langgraph', "
-            "'tools.data', 'agent.session') if m in sys.modules])")
+            "'ftagent.tools.data', 'ftagent.agent.service.session') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

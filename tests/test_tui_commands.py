@@ -2,11 +2,10 @@
 state, and checking config text with the project's config model. No Textual app here."""
 
 import pytest
-
-from tools.train_config import TrainConfig, dump_yaml
-from tui.commands import COMMANDS, CommandError, complete, help_markdown, parse
-from tui.config_edit import ConfigTextError, config_changes, parse_changes, parse_config
-from tui.steps import StepTracker
+from ftagent.tools.config.train_config import TrainConfig, dump_yaml
+from ftagent.tui.commands import COMMANDS, CommandError, complete, help_markdown, parse
+from ftagent.tui.config_edit import ConfigTextError, config_changes, parse_changes, parse_config
+from ftagent.tui.steps import StepTracker
 
 
 def test_fine_tuning_with_quoted_goal_and_options():

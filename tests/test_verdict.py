@@ -1,7 +1,7 @@
 """The per-target verdict: every metric against the plan's targets and the baseline."""
 
-from tools.evaluate import EvalReport, ModelScores
-from tools.verdict import judge, rows_markdown
+from ftagent.tools.evaluate.compare import EvalReport, ModelScores
+from ftagent.tools.evaluate.verdict import judge, rows_markdown
 
 
 def report(base: dict, tuned: dict, task="classification", primary="accuracy") -> EvalReport:
@@ -94,9 +94,9 @@ def test_a_gain_over_a_weak_base_does_not_pass_below_the_floor():
 def test_free_text_is_held_to_reference_overlap_not_exact_match():
     """self_instruct passed with exact match 0.000 -> 0.000 against +0.000: free text is
     now judged by ROUGE-L, with a gain and a floor."""
-    from tools.evaluate import primary_metric
-    from tools.plan_decide import targets_for
-    from tools.plan_types import Constraints
+    from ftagent.tools.evaluate.compare import primary_metric
+    from ftagent.tools.plan.decide import targets_for
+    from ftagent.tools.plan.types import Constraints
 
     targets, _ = targets_for("chat", Constraints())
     assert targets.primary_metric == "rouge_l" and targets.min_gain > 0

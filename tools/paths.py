@@ -25,3 +25,11 @@ def models_cache_dir() -> Path:
 def default_runs_dir() -> Path:
     """Runs live in ./runs of the working directory unless told otherwise."""
     return Path(os.environ.get("FTAGENT_RUNS_DIR", "runs"))
+
+
+def import_root() -> Path:
+    """The folder a child process needs on its path to import `ftagent` as this one does:
+    the checkout (where an editable install's finder maps the rest) or site-packages."""
+    import ftagent
+
+    return Path(ftagent.__file__).resolve().parents[1]

@@ -9,9 +9,8 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+from ftagent.tools.plan.estimate import Shape, shape_from_config
 from pydantic import BaseModel
-
-from tools.estimate import Shape, shape_from_config
 
 
 class ModelCard(BaseModel):
@@ -42,7 +41,7 @@ def _size(params: int) -> str:
 
 @cache
 def _data() -> dict:
-    from prompts import load
+    from ftagent.prompts import load
 
     return yaml.safe_load(load("models.yaml"))
 

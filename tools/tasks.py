@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ftagent.tools.data.facts import DataFacts
 from pydantic import BaseModel
-
-from tools.data.facts import DataFacts
 
 TASK_TYPES = (
     "classification",

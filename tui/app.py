@@ -10,20 +10,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ftagent.tui.commands import COMMANDS, CommandError, ParsedCommand, help_markdown, parse
+from ftagent.tui.messages import EngineEvent, RunCreated, RunEnded, RunsFound, TaskDone
+from ftagent.tui.palette import FtagentCommands
+from ftagent.tui.screens.main import MainScreen
+from ftagent.tui.steps import StepTracker
+from ftagent.tui.widgets.chat import ChatLog
+from ftagent.tui.widgets.command_input import CommandInput
+from ftagent.tui.widgets.sidebar import RunPanel, StepsPanel
+from ftagent.tui.widgets.training import TrainingPanel
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Input
-
-from tui.commands import COMMANDS, CommandError, ParsedCommand, help_markdown, parse
-from tui.messages import EngineEvent, RunCreated, RunEnded, RunsFound, TaskDone
-from tui.palette import FtagentCommands
-from tui.screens.main import MainScreen
-from tui.steps import StepTracker
-from tui.widgets.chat import ChatLog
-from tui.widgets.command_input import CommandInput
-from tui.widgets.sidebar import RunPanel, StepsPanel
-from tui.widgets.training import TrainingPanel
 
 STEP_GATES = {"train": ("training",), "eval": ("evaluation", "safety"),
               "deploy": ("deployment",)}
@@ -50,7 +49,7 @@ class FtagentApp(App):
                  offer_resume: bool = True) -> None:
         super().__init__()
         if runs_root is None:
-            from tools.paths import default_runs_dir
+            from ftagent.tools.paths import default_runs_dir
 
             runs_root = default_runs_dir()
         self.runs_root = Path(runs_root)
@@ -188,8 +187,8 @@ class FtagentApp(App):
             self.say("No run yet. Start one with "
                      '`/workflow:fine-tuning "what the model should do" --data FILE`.')
             return
-        from tui.engine import run_info
-        from tui.reports import status_markdown
+        from ftagent.tui.engine import run_info
+        from ftagent.tui.reports import status_markdown
 
         self.info = run_info(self.run_dir)
         self._show_info()
@@ -245,7 +244,7 @@ class FtagentApp(App):
 
     @work(thread=True, exclusive=True, group="serve")
     def _serve(self, merged: Path) -> None:
-        from tools.serve import start_server_process
+        from ftagent.tools.serve.app import start_server_process
 
         try:
             self.server = start_server_process(merged, model_name=f"ftagent-{merged.parent.name}")
@@ -278,7 +277,7 @@ class FtagentApp(App):
 
     def _step(self, which: str) -> None:
         """A step's gate when the run waits there, else its result, else continue."""
-        from tui import reports
+        from ftagent.tui import reports
 
         if not self.run_dir:
             raise CommandError("no run yet")
@@ -291,7 +290,7 @@ class FtagentApp(App):
         if text:
             self.say(text)
             if which == "train" and (rows := reports.loss_rows(self.run_dir)):
-                from tui.widgets.loss_plot import LossPlot
+                from ftagent.tui.widgets.loss_plot import LossPlot
 
                 self.chat.add_widget(LossPlot(rows, classes="chat-plot"))
         elif self.busy:
@@ -333,12 +332,12 @@ class FtagentApp(App):
             self.error("no gate is waiting for a decision")
             return
         if isinstance(self.screen, MainScreen):
-            from tui.screens.gate import GateScreen
+            from ftagent.tui.screens.gate import GateScreen
 
             self.push_screen(GateScreen(self.request, self.run_dir), self._gate_answered)
 
     def action_edit_config(self) -> None:
-        from tui.screens.config_editor import ConfigEditorScreen
+        from ftagent.tui.screens.config_editor import ConfigEditorScreen
 
         if not self.run_dir:
             self.error("no run yet: the config is written after the dataset gate")
@@ -374,7 +373,7 @@ class FtagentApp(App):
     def _drive(self, run_dir: Path, policy, initial: dict | None) -> None:
         driver = self.driver
         if driver is None:
-            from agent.session import drive as driver
+            from ftagent.agent.service.session import drive as driver
         try:
             outcome = driver(run_dir, policy, initial, self._emit)
         except Exception as exc:  # drive records node failures itself; this is the rest
@@ -384,8 +383,8 @@ class FtagentApp(App):
 
     @work(thread=True, exclusive=True, group="engine")
     def _start_run(self, goal: str, data: str, model: str | None, max_attempts: int) -> None:
-        from agent.session import ApprovalPolicy, initial_state
-        from tui.engine import InputError, create_workflow_run
+        from ftagent.agent.service.session import ApprovalPolicy, initial_state
+        from ftagent.tui.engine import InputError, create_workflow_run
 
         try:
             run_dir = create_workflow_run(goal, data, model, self.runs_root, max_attempts)
@@ -418,9 +417,9 @@ class FtagentApp(App):
 
     def _assistant(self):
         if getattr(self, "_bot", None) is None:
-            from agent.assistant import Assistant
-            from agent.assistant_tools import ChatContext
-            from agent.llm import load_settings
+            from ftagent.agent.chat.assistant import Assistant
+            from ftagent.agent.chat.llm import load_settings
+            from ftagent.agent.chat.tools import ChatContext
 
             ctx = ChatContext(runs_root=self.runs_root, on_event=self._emit)
             self._bot = Assistant(ctx, load_settings())
@@ -430,8 +429,8 @@ class FtagentApp(App):
     def _resume(self, run: str | Path) -> None:
         """`run`: an id typed by the person (looked up under the runs root only), or the
         folder of a run the app itself listed (a Path)."""
-        from agent.session import ApprovalPolicy
-        from tui.engine import InputError, check_resumable, find_run_dir
+        from ftagent.agent.service.session import ApprovalPolicy
+        from ftagent.tui.engine import InputError, check_resumable, find_run_dir
 
         try:
             run_dir = run if isinstance(run, Path) else find_run_dir(run, self.runs_root)
@@ -445,8 +444,8 @@ class FtagentApp(App):
 
     @work(thread=True, exclusive=True, group="engine")
     def _decide(self, run_dir: Path, gate: str, decision: dict) -> None:
-        from agent.gates import DecisionError
-        from tui.engine import one_decision
+        from ftagent.agent.graph.gates import DecisionError
+        from ftagent.tui.engine import one_decision
 
         button = {"approve": "Approve (a)", "reject": "Reject (r)", "edit": "Edit (e)"}
         try:
@@ -460,7 +459,7 @@ class FtagentApp(App):
 
     @work(thread=True, exclusive=True, group="tasks")
     def _side_task(self, kind: str, *args: str) -> None:
-        from tui.engine import InputError, evaluate_models, validate_data
+        from ftagent.tui.engine import InputError, evaluate_models, validate_data
 
         try:
             if kind == "validate":
@@ -477,7 +476,7 @@ class FtagentApp(App):
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan_runs(self) -> None:
-        from tui.engine import resumable_runs
+        from ftagent.tui.engine import resumable_runs
 
         runs = resumable_runs(self.runs_root)
         if runs:
@@ -489,7 +488,7 @@ class FtagentApp(App):
         self._open(message.run_dir)
 
     def _open(self, run_dir: Path, replay: bool = True) -> None:
-        from tui.engine import read_events, run_info
+        from ftagent.tui.engine import read_events, run_info
 
         self.run_dir = Path(run_dir)
         self.tracker = StepTracker.from_events(read_events(run_dir)) if replay else StepTracker()
@@ -498,7 +497,7 @@ class FtagentApp(App):
         self._show_info()
 
     def on_engine_event(self, message: EngineEvent) -> None:
-        from tui.reports import event_line
+        from ftagent.tui.reports import event_line
 
         event = message.event
         self.tracker.apply(event)
@@ -523,8 +522,8 @@ class FtagentApp(App):
         self._show_info()
 
     def on_run_ended(self, message: RunEnded) -> None:
-        from tui.engine import run_info
-        from tui.reports import final_markdown
+        from ftagent.tui.engine import run_info
+        from ftagent.tui.reports import final_markdown
 
         self.busy = self.deciding = False
         outcome = message.outcome
@@ -552,7 +551,7 @@ class FtagentApp(App):
             self.say(message.markdown, role="report")
 
     def on_runs_found(self, message: RunsFound) -> None:
-        from tui.screens.confirm import ConfirmScreen
+        from ftagent.tui.screens.confirm import ConfirmScreen
 
         run = message.runs[0]
         where = f"waiting at gate **{run['gate']}**" if run["status"] == "waiting" else (
@@ -575,7 +574,7 @@ class FtagentApp(App):
     # ---- actions -------------------------------------------------------------------
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from ftagent.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -593,7 +592,7 @@ class FtagentApp(App):
         box.focus()
 
     def action_show_runs(self) -> None:
-        from tui.screens.runs import RunsScreen
+        from ftagent.tui.screens.runs import RunsScreen
 
         self.push_screen(RunsScreen(self.runs_root), self._run_chosen)
 
@@ -617,7 +616,7 @@ class FtagentApp(App):
 
     def _waiting_request(self, run_dir: Path) -> dict | None:
         """A waiting run's gate request, from its last `gate_waiting` event."""
-        from tui.engine import read_events
+        from ftagent.tui.engine import read_events
 
         if self.info.get("status") != "waiting":
             return None

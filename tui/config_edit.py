@@ -6,10 +6,9 @@ changes (plan choices such as `method: qlora`, config fields such as `lora.r: 32
 from __future__ import annotations
 
 import yaml
+from ftagent.agent.graph.gates import plan_keys
+from ftagent.tools.config.train_config import TrainConfig
 from pydantic import ValidationError
-
-from agent.gates import plan_keys
-from tools.train_config import TrainConfig
 
 CHANGES_TEMPLATE = """\
 # Changes for gate '{gate}': one `key: value` a line; remove the '#' to use a line.
@@ -71,7 +70,7 @@ def parse_changes(text: str, gate: str | None = None) -> dict:
     """A mapping of plan choices and config fields, checked by the one validation every
     gate decision goes through (agent.gates.check_changes); without a gate, as the
     strategy gate (which accepts both) checks them."""
-    from agent.gates import DecisionError, check_changes
+    from ftagent.agent.graph.gates import DecisionError, check_changes
 
     data = _mapping(text)
     try:

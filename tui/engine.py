@@ -9,8 +9,8 @@ import json
 import time
 from pathlib import Path
 
-from agent.runs import read_events  # noqa: F401 - the app imports it from here
-from agent.workspace import (  # noqa: F401 - the app imports them from here
+from ftagent.agent.service.runs import read_events  # noqa: F401 - the app imports it from here
+from ftagent.agent.service.workspace import (  # noqa: F401 - the app imports them from here
     RESUMABLE,
     InputError,
     OneDecision,
@@ -21,7 +21,7 @@ from agent.workspace import (  # noqa: F401 - the app imports them from here
 
 def run_info(run_dir: Path) -> dict:
     """Id, status, goal, data, model, method and metrics of a run, for the side panel."""
-    from agent.runs import effective_status, read_manifest
+    from ftagent.agent.service.runs import effective_status, read_manifest
 
     m = read_manifest(run_dir)
     plan = {}
@@ -57,7 +57,7 @@ def metric_text(metrics: dict) -> str:
 
 def list_runs_info(runs_root: Path) -> list[dict]:
     """Every known run (this folder's and the index's), newest first."""
-    from agent.runs import list_runs
+    from ftagent.agent.service.runs import list_runs
 
     out = []
     for row in list_runs(runs_root):
@@ -79,7 +79,7 @@ def resumable_runs(runs_root: Path) -> list[dict]:
 
 
 def find_run_dir(run_id: str, runs_root: Path) -> Path:
-    from agent.runs import RunError, find_run
+    from ftagent.agent.service.runs import RunError, find_run
 
     try:
         return find_run(run_id, runs_root)
@@ -88,7 +88,7 @@ def find_run_dir(run_id: str, runs_root: Path) -> Path:
 
 
 def check_resumable(run_dir: Path) -> None:
-    from agent.runs import effective_status, read_manifest
+    from ftagent.agent.service.runs import effective_status, read_manifest
 
     status = effective_status(read_manifest(run_dir))
     if status in ("done", "rejected"):
@@ -101,10 +101,10 @@ def check_resumable(run_dir: Path) -> None:
 def validate_data(path: str, model: str | None) -> tuple[str, bool]:
     """`ftagent data validate PATH --format md`: the report as Markdown, and whether it is
     free of errors."""
-    from tools.data import DataError, PrepareOptions, validate_dataset
-    from tools.data.report import to_markdown
-    from tools.models import DEFAULT_MODEL, ModelNotFoundError
-    from tools.quiet import quiet_libraries
+    from ftagent.tools.data import DataError, PrepareOptions, validate_dataset
+    from ftagent.tools.data.report import to_markdown
+    from ftagent.tools.models import DEFAULT_MODEL, ModelNotFoundError
+    from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
     try:
@@ -118,8 +118,8 @@ def validate_data(path: str, model: str | None) -> tuple[str, bool]:
 def evaluate_models(base: str, tuned: str, test: str) -> str:
     """`ftagent eval --base --tuned --test`: base vs tuned with the probes; the report is
     written beside the tuned model, in a new folder, and returned as Markdown."""
-    from tools.models import ModelNotFoundError, resolve_model
-    from tools.quiet import quiet_libraries
+    from ftagent.tools.models import ModelNotFoundError, resolve_model
+    from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
     for what, path in (("--tuned", tuned), ("--test", test)):
@@ -129,8 +129,8 @@ def evaluate_models(base: str, tuned: str, test: str) -> str:
         base_path = str(resolve_model(base).path)
     except ModelNotFoundError as exc:
         raise InputError(str(exc)) from None
-    from tools.evaluate import bundled_probes, evaluate
-    from tools.verdict import judge
+    from ftagent.tools.evaluate.compare import bundled_probes, evaluate
+    from ftagent.tools.evaluate.verdict import judge
 
     tuned_path = Path(tuned).expanduser().resolve()
     out = tuned_path.parent / time.strftime("eval-%Y%m%d-%H%M%S")
@@ -138,7 +138,7 @@ def evaluate_models(base: str, tuned: str, test: str) -> str:
     report = evaluate(base_path, tuned_path, test_path, out, task_type="generation",
                       probes=bundled_probes(test_path, "generation"))
     verdict = judge(report, {"min_gain": 0.0})
-    from tui.reports import comparison_markdown
+    from ftagent.tui.reports import comparison_markdown
 
     return "\n\n".join([f"## Evaluation: `{base}` vs `{tuned}`",
                         comparison_markdown(report.model_dump()), verdict.summary,

@@ -36,7 +36,7 @@ def _fmt(v) -> str:
 
 def event_line(event: dict) -> str | None:
     """One chat line per driver event worth a line (training progress has its own panel)."""
-    from agent.console import NODE_DONE
+    from ftagent.agent.cli.console import NODE_DONE
 
     kind = event.get("type")
     if kind == "run_started":
@@ -136,7 +136,7 @@ def loss_rows(run_dir: Path | None) -> list[dict]:
     """The latest attempt's metrics.jsonl rows as the run stands (resumed steps dropped)."""
     if run_dir is None or (attempt := latest_attempt(run_dir)) is None:
         return []
-    from tools.train_metrics import current_rows, read_metrics
+    from ftagent.tools.train.metrics import current_rows, read_metrics
 
     return current_rows(read_metrics(attempt))
 
@@ -146,7 +146,7 @@ def train_markdown(run_dir: Path) -> str | None:
     result = attempt / "result.json" if attempt else None
     if not result or not result.exists():
         return None
-    from agent.nodes.trainer import training_summary
+    from ftagent.agent.graph.nodes.trainer import training_summary
 
     return f"## Training ({attempt.name})\n\n" + _lines(
         training_summary(json.loads(result.read_text())))
@@ -163,7 +163,7 @@ def deploy_markdown(run_dir: Path, values: dict | None = None) -> str | None:
         return None
     if not d:
         return f"Merged model: `{merged}`"
-    from tools.deploy import DeployReport
+    from ftagent.tools.deploy.pipeline import DeployReport
 
     r = DeployReport.model_validate({k: v for k, v in d.items() if k in DeployReport.model_fields})
     commands = "\n".join([*r.vllm, *r.ollama])
@@ -175,7 +175,7 @@ def deploy_markdown(run_dir: Path, values: dict | None = None) -> str | None:
 
 def status_markdown(info: dict, tracker) -> str:
     """The run's id, status, inputs and each step's status."""
-    from tui.steps import LABELS, STEPS
+    from ftagent.tui.steps import LABELS, STEPS
 
     lines = [f"**Run `{info.get('run_id')}`**: {info.get('status')}"
              + (f", waiting at gate **{info['gate']}**" if info.get("gate") else ""),

@@ -26,7 +26,7 @@ DEMO = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 
 
 def tiny_model(out: Path) -> Path:
-    from tools.models import build_tiny_llama, resolve_model
+    from ftagent.tools.models import build_tiny_llama, resolve_model
 
     return build_tiny_llama(resolve_model("smollm2-135m-instruct").path, out)
 
@@ -51,7 +51,7 @@ def answer_text(reply: str, asked: str) -> str:
 
 
 def score(conv: dict, bot, replies: list[str]) -> dict:
-    from agent.runs import read_manifest
+    from ftagent.agent.service.runs import read_manifest
 
     ctx = bot.ctx
     checks = {"actions": in_order(conv.get("expect_actions", []), bot.actions)}
@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
-    from agent.assistant import Assistant
-    from agent.assistant_tools import ChatContext
-    from agent.llm import load_settings
-    from tools.quiet import quiet_libraries
+    from ftagent.agent.chat.assistant import Assistant
+    from ftagent.agent.chat.llm import load_settings
+    from ftagent.agent.chat.tools import ChatContext
+    from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
     settings = load_settings()

@@ -75,7 +75,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 
 def ours(path: str, near_dup: bool) -> dict:
-    from tools.data import PrepareOptions, validate_dataset
+    from ftagent.tools.data import PrepareOptions, validate_dataset
 
     t = time.perf_counter()
     r = validate_dataset(path, PrepareOptions(near_dup_threshold=0.85 if near_dup else None))

@@ -69,10 +69,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--only", nargs="*", help="set-ups whose name contains one of these")
     args = ap.parse_args()
-    from tools.data import PrepareOptions, prepare_dataset
-    from tools.estimate import estimate, shape_from_config
-    from tools.models import resolve_model
-    from tools.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.data import PrepareOptions, prepare_dataset
+    from ftagent.tools.models import resolve_model
+    from ftagent.tools.plan.estimate import estimate, shape_from_config
 
     model = resolve_model("smollm2-135m-instruct").path
     shape = shape_from_config(json.loads((model / "config.json").read_text()))
@@ -101,7 +101,7 @@ def main() -> None:
             cfg = apply_overrides(cfg, {**overrides, "max_steps": args.steps, "save_steps": 1000})
             save_config(cfg, out / "config.yaml")
             subprocess.run(
-                [sys.executable, "-m", "tools.train", str(out / "config.yaml")],
+                [sys.executable, "-m", "ftagent.tools.train", str(out / "config.yaml")],
                 cwd=ROOT,
                 check=True,
                 capture_output=True,

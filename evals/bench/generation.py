@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tools.generation import generate, generate_one_by_one  # noqa: E402
+from ftagent.tools.evaluate.generation import generate, generate_one_by_one  # noqa: E402
 
 INTENTS = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 XSTEST = ROOT.parent / "shared" / "data" / "xstest" / "prompts.jsonl"
@@ -57,11 +57,10 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
+    from ftagent.tools.models import resolve_model
     from rich.console import Console
     from rich.table import Table
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tools.models import resolve_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -22,7 +22,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.data.neardup import near_duplicate_groups  # noqa: E402
+from ftagent.tools.data.neardup import near_duplicate_groups  # noqa: E402
 
 ORIGINAL, NEAR, EXACT = 0, 1, 2
 

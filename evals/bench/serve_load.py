@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tools.serve import start_server_process  # noqa: E402
+from ftagent.tools.serve.app import start_server_process  # noqa: E402
 
 INTENTS = ROOT / "tools" / "bundled" / "demo" / "support_intents.jsonl"
 

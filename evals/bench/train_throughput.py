@@ -51,11 +51,10 @@ def _rows(path: Path) -> list[dict]:
 def child_trl(model: str, out: Path, steps: int, fp32: bool) -> None:
     """TRL's quick-start: a model path, a dataset and a LoRA config; defaults otherwise."""
     from datasets import Dataset
+    from ftagent.tools.train.metrics import metrics_callback
+    from ftagent.tools.train.recipe import to_prompt_completion
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
-
-    from tools.train import to_prompt_completion
-    from tools.train_metrics import metrics_callback
 
     ds = Dataset.from_list([to_prompt_completion(r) for r in _rows(DATA)])
     import torch
@@ -77,8 +76,8 @@ def child_trl(model: str, out: Path, steps: int, fp32: bool) -> None:
 
 
 def child_ftagent(model: str, out: Path, steps: int) -> None:
-    from tools.train import train
-    from tools.train_config import LoraSettings, TrainConfig
+    from ftagent.tools.config.train_config import LoraSettings, TrainConfig
+    from ftagent.tools.train.recipe import train
 
     cfg = TrainConfig(model=model, train_file=str(DATA), output_dir=str(out),
                       lora=LoraSettings(r=LORA["r"], alpha=LORA["alpha"], dropout=0.0,
@@ -159,7 +158,7 @@ def run_child(setup: str, model: str, steps: int, work: Path) -> dict:
     out.mkdir(parents=True)
     env = dict(os.environ)
     if setup == "ftagent":
-        from tools.jobs import training_env
+        from ftagent.tools.train.jobs import training_env
 
         env = training_env()
     cmd = [sys.executable, __file__, "--child", setup, "--model", model,
@@ -168,7 +167,7 @@ def run_child(setup: str, model: str, steps: int, work: Path) -> dict:
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{setup} failed:\n{r.stderr[-3000:]}")
-    from tools.train_metrics import read_metrics
+    from ftagent.tools.train.metrics import read_metrics
 
     res = measure(read_metrics(out))
     res["wall_s"] = time.time() - started
@@ -191,12 +190,12 @@ def main() -> None:
         else:
             child_trl(a.model, a.out, a.steps, fp32=a.child.endswith("fp32"))
         return
-    from tools.quiet import quiet_libraries
+    from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
     model = a.model
     if model is None:
-        from tools.models import resolve_model
+        from ftagent.tools.models import resolve_model
 
         model = str(resolve_model("smollm2-135m-instruct").path)
     import torch

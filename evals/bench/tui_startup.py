@@ -27,7 +27,7 @@ CHILD = r"""
 import asyncio, io, sys, time
 from pathlib import Path
 from rich.console import Console
-from tui.app import FtagentApp
+from ftagent.tui.app import FtagentApp
 
 def painted(app):
     console = Console(width=120, height=40, file=io.StringIO(), record=True, color_system=None)

@@ -117,10 +117,10 @@ class ScenarioError(ValueError):
 def load_scenarios(path: str | Path = SCENARIOS) -> list[Scenario]:
     """Every scenario with its PlanInputs built (pydantic-validated) and its expected
     model ids checked against the registry."""
-    from tools.data.facts import DataFacts
-    from tools.hardware import Hardware
-    from tools.plan_types import Constraints, PlanInputs
-    from tools.registry import lookup
+    from ftagent.tools.data.facts import DataFacts
+    from ftagent.tools.hardware import Hardware
+    from ftagent.tools.plan.types import Constraints, PlanInputs
+    from ftagent.tools.registry import lookup
 
     doc = yaml.safe_load(Path(path).read_text())
     scenarios, seen = [], set()
@@ -211,7 +211,7 @@ def summarise(plan: Any) -> str:
 
 
 def run_one(scenario: Scenario) -> ScenarioResult:
-    from tools.plan import make_plan
+    from ftagent.tools.plan.rules import make_plan
 
     result = ScenarioResult(scenario.id, scenario.why, checked=list(scenario.expect))
     try:

@@ -31,10 +31,10 @@ GOALS = {
 
 
 def main() -> int:
-    from tools.data import DataError
-    from tools.plan_report import plan_markdown
-    from tools.planner import plan_for
-    from tools.quiet import quiet_libraries
+    from ftagent.tools.data import DataError
+    from ftagent.tools.plan.planner import plan_for
+    from ftagent.tools.plan.report import plan_markdown
+    from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__)

@@ -42,11 +42,10 @@ async def shoot(app, pilot, out: Path, name: str) -> None:
 
 
 async def main(out: Path, runs: Path, max_steps: int) -> None:
+    from ftagent.tui.app import FtagentApp
+    from ftagent.tui.screens.config_editor import ConfigEditorScreen
+    from ftagent.tui.screens.gate import GateScreen
     from textual.widgets import TextArea
-
-    from tui.app import FtagentApp
-    from tui.screens.config_editor import ConfigEditorScreen
-    from tui.screens.gate import GateScreen
 
     def gate(app, name):
         s = app.screen

@@ -13,14 +13,14 @@ import json
 import re
 from pathlib import Path
 
-from agent.gates import GATES
+from ftagent.agent.graph.gates import GATES
 
 SAFETY_METRICS = ("refusal_rate", "over_refusal_rate")
 
 
 def read_run(run_dir: Path) -> tuple[dict | None, list[dict]]:
     """The manifest (None when no run folder was made) and the events of a run folder."""
-    from agent.runs import read_events
+    from ftagent.agent.service.runs import read_events
 
     run_dir = Path(run_dir)
     path = run_dir / "manifest.json"
@@ -41,7 +41,7 @@ def _num(v) -> str:
 
 def metric_text(row: dict) -> str:
     """'accuracy 0.125→0.500 met' from a verdict TargetRow dict."""
-    from tools.verdict import TargetRow
+    from ftagent.tools.evaluate.verdict import TargetRow
 
     r = TargetRow.model_validate(row)
     return f"{r.metric} {_num(r.base)}→{_num(r.tuned)} {r.mark()}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.gates import GATES
+from ftagent.agent.graph.gates import GATES
 
 COLUMNS = ["dataset", "rows used", "ended", "why", "tester attempts",
            *(f"{g} gate" for g in GATES), "wall", "peak RSS"]

@@ -25,7 +25,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from tools.bundled.make_bundled import read_jsonl, write_jsonl
+from ftagent.tools.bundled.make_bundled import read_jsonl, write_jsonl
 
 HERE = Path(__file__).resolve().parent
 ARC_ROWS = 100

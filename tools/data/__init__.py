@@ -1,13 +1,13 @@
 """Dataset reading, schema detection, validation, fixing and splitting (no agent, no UI)."""
 
-from tools.data.prepare import (
+from ftagent.tools.data.prepare import (
     DataError,
     PrepareOptions,
     prepare_dataset,
     summarize,
     validate_dataset,
 )
-from tools.data.report import DataReport
+from ftagent.tools.data.report import DataReport
 
 __all__ = [
     "DataError",

@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
+from ftagent.tools.atomic import write_json, write_text
+from ftagent.tools.data import checks as C
+from ftagent.tools.data.readers import ReadError, expand_paths, read_records
+from ftagent.tools.data.report import DataReport, Tally, to_markdown
+from ftagent.tools.data.schema import (
+    RowError,
+    convert,
+    detect_schema,
+    label_prompt,
+    schema_from_override,
+)
 from pydantic import BaseModel
-
-from tools.atomic import write_json, write_text
-from tools.data import checks as C
-from tools.data.readers import ReadError, expand_paths, read_records
-from tools.data.report import DataReport, Tally, to_markdown
-from tools.data.schema import RowError, convert, detect_schema, label_prompt, schema_from_override
 
 SAMPLE_FOR_DETECTION = 200
 # Short, repeated answers read as a label set (e.g. intents in chat form).
@@ -187,7 +192,7 @@ def read_and_convert(spec, opts: PrepareOptions) -> Analysis:
 
 
 def drop_near_duplicates(a: Analysis, threshold: float) -> None:
-    from tools.data.neardup import near_duplicate_groups
+    from ftagent.tools.data.neardup import near_duplicate_groups
 
     roots = near_duplicate_groups([C.full_text(i.example) for i in a.kept], threshold=threshold)
     keep = []
@@ -223,7 +228,7 @@ def add_label_prompt(a: Analysis, labels: list[str]) -> None:
 
 
 def check_lengths(a: Analysis, tokenizer, opts: PrepareOptions) -> dict:
-    from tools.data.tokens import histogram, measure, percentile_table
+    from ftagent.tools.data.tokens import histogram, measure, percentile_table
 
     lengths = measure(tokenizer, [i.example for i in a.kept])
     keep = []
@@ -256,7 +261,7 @@ def check_lengths(a: Analysis, tokenizer, opts: PrepareOptions) -> dict:
 
 def previews_checked(tokenizer, examples: list[dict], opts: PrepareOptions, tally: Tally):
     """Loss previews of the first examples; masking mistakes they show are findings."""
-    from tools.data.tokens import loss_preview, mask_problem
+    from ftagent.tools.data.tokens import loss_preview, mask_problem
 
     previews = [loss_preview(tokenizer, ex, opts.max_length) for ex in examples]
     for n, p in enumerate(previews, start=1):
@@ -271,7 +276,7 @@ def split_groups(items: list[Item], threshold: float | None) -> list[int]:
     examples never straddle train and test."""
     prompts = [C.prompt_text(i.example) for i in items]
     if threshold:
-        from tools.data.neardup import near_duplicate_groups
+        from ftagent.tools.data.neardup import near_duplicate_groups
 
         roots = near_duplicate_groups(prompts, threshold=threshold)
     else:
@@ -411,7 +416,7 @@ def finish_report(
 
 def validate_dataset(spec, opts: PrepareOptions | None = None) -> DataReport:
     """The report alone, nothing written; streams, so memory stays flat on big files."""
-    from tools.data.validate import validate_stream
+    from ftagent.tools.data.validate import validate_stream
 
     opts = opts or PrepareOptions()
     return validate_stream(spec, opts, _tokenizer(opts))
@@ -420,7 +425,7 @@ def validate_dataset(spec, opts: PrepareOptions | None = None) -> DataReport:
 def _tokenizer(opts: PrepareOptions):
     if not opts.model:
         return None
-    from tools.data.tokens import load_tokenizer
+    from ftagent.tools.data.tokens import load_tokenizer
 
     return load_tokenizer(opts.model)
 
@@ -482,8 +487,7 @@ def save_datasets_folder(out_dir: Path, splits: dict[str, list[dict]]) -> None:
     import tempfile
 
     from datasets import Dataset, DatasetDict
-
-    from tools.atomic import publish_dir
+    from ftagent.tools.atomic import publish_dir
 
     dd = DatasetDict({k: Dataset.from_list(v) for k, v in splits.items() if v})
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".dataset."))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from ftagent.tools.data.checks import CHECKS, ERROR
 from pydantic import BaseModel, Field
-
-from tools.data.checks import CHECKS, ERROR
 
 MAX_EXAMPLES = 5
 

@@ -28,9 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from ftagent.tools import bundled
 from pydantic import BaseModel
-
-from tools import bundled
 
 # Sources by name, with their licence, as the dataset gate shows them.
 SOURCES = {
@@ -165,7 +164,7 @@ def build_mix(n_train: int, share: float, answer: GenerateFn, system: str | None
     """The mix's rows (chat examples) and what went in. `answer` is the base model's greedy
     generation; `system` is the task's system prompt, put on every row as on the task's;
     `words` bounds a look-alike answer (`answer_budget` of the task's answers)."""
-    from tools.eval_probes import is_refusal
+    from ftagent.tools.evaluate.probes import is_refusal
 
     n_harmful, n_benign = counts(n_train, share)
     head = [{"role": "system", "content": system}] if system else []
@@ -204,8 +203,8 @@ def base_model_answerer(model_path: str | Path, bf16: bool = False) -> GenerateF
     def answer(conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
         if not conversations:
             return []
-        from tools.evaluate import load_plain
-        from tools.generation import generate
+        from ftagent.tools.evaluate.compare import load_plain
+        from ftagent.tools.evaluate.generation import generate
 
         model, tokenizer = load_plain(model_path, bf16)
         return generate(model, tokenizer, conversations, max_new_tokens)
@@ -215,7 +214,7 @@ def base_model_answerer(model_path: str | Path, bf16: bool = False) -> GenerateF
 
 def write_rows(path: Path, rows: list[dict]) -> str:
     """JSONL, atomically; returns its sha256 (as the split files record)."""
-    from tools.atomic import write_text
+    from ftagent.tools.atomic import write_text
 
     data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
     write_text(path, data.decode("utf-8"))
@@ -227,8 +226,8 @@ def mix_into_split(report, out_dir: str | Path, model_path: str | Path, share: f
     """The whole step on a prepared dataset: build the mix (the base model at `model_path`
     answers the look-alikes; every row carries the task's system prompt) and add it to the
     training split. Returns the updated DataReport; a non-generation task is left as is."""
-    from tools.data.tokens import conversation
-    from tools.evaluate import read_rows, task_system_prompt
+    from ftagent.tools.data.tokens import conversation
+    from ftagent.tools.evaluate.compare import read_rows, task_system_prompt
 
     if share <= 0 or report.task_type != "generation":
         return report
@@ -244,9 +243,9 @@ def add_to_split(out_dir: Path, report, rows: list[dict], mix: MixReport):
     """Append the mix to train.jsonl (the task's rows stay in train_task.jsonl, which the
     evaluator reads for its copy checks), rewrite the `datasets` folder and the report.
     Returns the updated DataReport."""
-    from tools.atomic import write_json, write_text
-    from tools.data.prepare import save_datasets_folder
-    from tools.data.report import to_markdown
+    from ftagent.tools.atomic import write_json, write_text
+    from ftagent.tools.data.prepare import save_datasets_folder
+    from ftagent.tools.data.report import to_markdown
 
     train = Path(report.split_paths["train"])
     task_rows = [orjson.loads(line) for line in train.read_bytes().splitlines() if line]

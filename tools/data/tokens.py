@@ -17,9 +17,8 @@ class Lengths:
 
 
 def load_tokenizer(model: str):
+    from ftagent.tools.models import resolve_model
     from transformers import AutoTokenizer
-
-    from tools.models import resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model(model).path)
 

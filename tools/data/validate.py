@@ -10,8 +10,8 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tools.data import checks as C
-from tools.data.prepare import (
+from ftagent.tools.data import checks as C
+from ftagent.tools.data.prepare import (
     MAX_LABEL_WORDS,
     MAX_LABELS,
     PrepareOptions,
@@ -22,9 +22,9 @@ from tools.data.prepare import (
     open_records,
     previews_checked,
 )
-from tools.data.readers import file_kind, jsonl_ranges, read_jsonl_range
-from tools.data.report import DataReport, Tally
-from tools.data.tokens import measure
+from ftagent.tools.data.readers import file_kind, jsonl_ranges, read_jsonl_range
+from ftagent.tools.data.report import DataReport, Tally
+from ftagent.tools.data.tokens import measure
 
 NEARDUP_WORKERS = 2
 WORKERS = 2  # processes for the first pass over big JSONL inputs
@@ -104,7 +104,7 @@ def _scan_range(job) -> PartResult:
     (path, start, end, first_line), schema, single, model, n_preview = job
     tokenizer = None
     if model:
-        from tools.data.tokens import load_tokenizer
+        from ftagent.tools.data.tokens import load_tokenizer
 
         tokenizer = load_tokenizer(model)
     records = read_jsonl_range(path, start, end, first_line)
@@ -201,7 +201,7 @@ def validate_stream(
 
 def _near_duplicates(records, schema, single, keep_mask, refs, opts, tally) -> set[int]:
     """Second pass: the texts of the rows kept so far, streamed into the MinHash index."""
-    from tools.data.neardup import near_duplicate_groups
+    from ftagent.tools.data.neardup import near_duplicate_groups
 
     quiet = Tally()
     stats = {"rows": 0, "converted": 0}
@@ -221,7 +221,7 @@ def _near_duplicates(records, schema, single, keep_mask, refs, opts, tally) -> s
 def _length_checks(
     tokenizer, lengths, prompt_lengths, skip, refs, preview_items, opts, tally
 ) -> dict:
-    from tools.data.tokens import histogram, percentile_table
+    from ftagent.tools.data.tokens import histogram, percentile_table
 
     dropped = 0
     for idx, (total, prompt) in enumerate(zip(lengths, prompt_lengths, strict=True)):

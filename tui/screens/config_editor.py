@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static, TextArea
-
-from agent.gates import DecisionError, check_changes
-from tools.atomic import write_text
-from tui.config_edit import (
+from ftagent.agent.graph.gates import DecisionError, check_changes
+from ftagent.tools.atomic import write_text
+from ftagent.tui.config_edit import (
     ConfigTextError,
     changes_template,
     config_changes,
     parse_changes,
     parse_config,
 )
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static, TextArea
 
 
 class ConfigEditorScreen(ModalScreen[dict | None]):

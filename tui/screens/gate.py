@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftagent.tui.reports import gate_markdown, loss_rows
+from ftagent.tui.screens.config_editor import ConfigEditorScreen
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Static
-
-from tui.reports import gate_markdown, loss_rows
-from tui.screens.config_editor import ConfigEditorScreen
 
 
 class GateScreen(ModalScreen[dict | None]):
@@ -39,7 +38,7 @@ class GateScreen(ModalScreen[dict | None]):
                 yield Markdown(gate_markdown(self.request, self.run_dir), id="gate-text")
                 rows = loss_rows(self.run_dir) if gate == "training" else []
                 if rows:
-                    from tui.widgets.loss_plot import LossPlot
+                    from ftagent.tui.widgets.loss_plot import LossPlot
 
                     yield LossPlot(rows, id="gate-plot")
             yield Input(placeholder="Why? The workflow uses your reason (enter sends, "

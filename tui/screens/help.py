@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from ftagent.tui.commands import help_markdown
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
-
-from tui.commands import help_markdown
 
 KEYS = """\
 # Keys

@@ -3,15 +3,14 @@ and the current run on the right."""
 
 from __future__ import annotations
 
+from ftagent.tui.widgets.chat import ChatLog
+from ftagent.tui.widgets.command_input import CommandInput
+from ftagent.tui.widgets.sidebar import Sidebar
+from ftagent.tui.widgets.training import TrainingPanel
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
-
-from tui.widgets.chat import ChatLog
-from tui.widgets.command_input import CommandInput
-from tui.widgets.sidebar import Sidebar
-from tui.widgets.training import TrainingPanel
 
 WELCOME = """\
 # ftagent

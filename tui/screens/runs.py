@@ -43,7 +43,7 @@ class RunsScreen(ModalScreen[tuple[str, str] | None]):
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
         """Reading every manifest is file I/O: off the UI thread."""
-        from tui.engine import list_runs_info
+        from ftagent.tui.engine import list_runs_info
 
         rows = list_runs_info(self.runs_root)
         self.app.call_from_thread(self._fill, rows)

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
+from ftagent.tui.commands import complete
 from textual.binding import Binding
 from textual.suggester import Suggester
 from textual.widgets import Input
-
-from tui.commands import complete
 
 
 class SlashSuggester(Suggester):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from ftagent.tui.steps import LABELS, STEPS, StepTracker
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Static
-
-from tui.steps import LABELS, STEPS, StepTracker
 
 ICONS = {
     "pending": ("○", "$text-muted"),

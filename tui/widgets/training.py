@@ -42,7 +42,7 @@ class TrainingPanel(Vertical):
             return found.first()
         if not create:
             return None
-        from tui.widgets.loss_plot import LossPlot
+        from ftagent.tui.widgets.loss_plot import LossPlot
 
         plot = LossPlot(id="train-plot")
         self.mount(plot)

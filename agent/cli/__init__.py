@@ -1,0 +1,1 @@
+"""The `ftagent` command line: one module per command family, `main` dispatches."""

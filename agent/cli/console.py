@@ -1,0 +1,132 @@
+"""Human-readable rendering of run events in the terminal (rich), or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+NODE_DONE = {
+    "planner": lambda e: f"plan: {e.get('method', '?').upper()} for a {e.get('task_type')} task",
+    "data_prep": lambda e: f"data: {e.get('kept')} examples kept, {e.get('dropped')} dropped",
+    "config": lambda e: (
+        f"config: attempt {e.get('attempt')}, {e.get('epochs')} epochs, lr {e.get('learning_rate')}"
+    ),
+    "trainer": lambda e: f"trained {e.get('steps')} steps, mean loss {e.get('train_loss', 0):.4f}",
+    "tester": lambda e: e.get("summary", "evaluated"),
+    "deployer": lambda e: "merged model loads and answers" if e.get("ok") else "merge check failed",
+}
+
+
+class EventPrinter:
+    """Turns events into lines and a live training progress bar."""
+
+    def __init__(self, as_json: bool = False, console: Console | None = None):
+        self.as_json = as_json
+        self.console = console or Console(stderr=False, highlight=False)
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __call__(self, event: dict) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps(event, default=str) + "\n")
+            sys.stdout.flush()
+            return
+        kind = event["type"]
+        if kind == "train_progress":
+            self._train(event)
+            return
+        self._close_progress()
+        c = self.console
+        if kind in ("run_started", "run_resumed"):
+            c.print(f"[bold]{'Run' if kind == 'run_started' else 'Resuming'} {event['run_id']}[/]")
+        elif kind == "node_started":
+            c.print(f"[cyan]→ {event['node']}[/]")
+        elif kind == "node_finished":
+            render = NODE_DONE.get(event["node"])
+            c.print(f"[green]✓ {event['node']}[/] " + (render(event) if render else ""))
+        elif kind == "gate_waiting":
+            mark = "[green]check passed[/]" if event["passed"] else "[red]check FAILED[/]"
+            c.print(
+                f"[yellow]◆ gate {event['gate']}[/] ({event['title']}; {mark}): {event['summary']}"
+            )
+        elif kind == "gate_decision":
+            why = f" ({event['reason']})" if event.get("reason") else ""
+            c.print(f"  [magenta]decision: {event['action']}[/]{why}")
+        elif kind == "run_failed":
+            c.print(f"[red bold]✗ failed:[/] {event['error']}")
+        elif kind == "run_finished":
+            c.print(f"[bold]Run {event['status']}.[/]")
+
+    def _train(self, e: dict) -> None:
+        total = e.get("max_steps") or None
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("  training"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total, info="")
+        info = []
+        if "loss" in e:
+            info.append(f"loss {e['loss']:.4f}")
+        if "eval_loss" in e:
+            info.append(f"val {e['eval_loss']:.4f}")
+        if e.get("tokens_per_s"):
+            info.append(f"{e['tokens_per_s']:.0f} tok/s")
+        if e.get("event") in ("anomaly", "warning", "recovered"):
+            self.console.print(f"  [yellow]{e['message']}[/] {e.get('fix', '')}")
+        kwargs = {"info": "  ".join(info)} if info else {}
+        self.progress.update(self.task, completed=e.get("step", 0), total=total, **kwargs)
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress, self.task = None, None
+
+
+def comparison_table(report: dict) -> Table:
+    table = Table(title=f"Held-out test split ({report['n_test']} examples): base vs tuned")
+    table.add_column("metric")
+    table.add_column("base", justify="right")
+    table.add_column("tuned", justify="right")
+    for name in ("accuracy", "macro_f1", "exact_match", "rouge_l", "chrf", "json_compliance",
+                 "answer_words", "loss", "perplexity", "refusal_rate", "over_refusal_rate",
+                 "arc_accuracy"):
+        b, t = report["base"].get(name), report["tuned"].get(name)
+        if b is None and t is None:
+            continue
+        table.add_row(name, f"{b:.4f}", f"{t:.4f}")
+    return table
+
+
+VERDICT_STYLE = {"met": "green", "better": "green", "MISSED": "red bold", "FLAGGED": "yellow",
+                 "worse": "yellow", "same": "dim", "changed": "dim"}
+
+
+def verdict_table(rows: list[dict], n_test: int) -> Table:
+    """Every metric: base, tuned, change, the target it is held to, and the verdict."""
+    table = Table(title=f"Held-out test split ({n_test} examples): base vs tuned, per target")
+    for name, justify in (("metric", "left"), ("base", "right"), ("tuned", "right"),
+                          ("change", "right"), ("target", "left"), ("verdict", "left")):
+        table.add_column(name, justify=justify)
+    from ftagent.tools.evaluate.verdict import TargetRow
+
+    num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for r in rows:
+        row = TargetRow.model_validate(r)
+        d = row.delta
+        mark = row.mark()
+        table.add_row(row.metric, num(row.base), num(row.tuned),
+                      "-" if d is None else f"{d:+.4f}", row.target or "vs base",
+                      f"[{VERDICT_STYLE[mark]}]{mark}[/]")
+    return table

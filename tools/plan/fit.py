@@ -1,0 +1,157 @@
+"""Will it fit, how long will it take, what will it cost: numbers for the planner.
+
+Memory comes from `tools.estimate` (formula and measured error there). A setting fits
+when its estimate stays under the usable memory: 90% of a GPU (fragmentation and the
+allocator's cache take the rest) or 80% of available RAM (already in the budget).
+"""
+
+from __future__ import annotations
+
+from ftagent.tools.hardware import Hardware
+from ftagent.tools.plan.estimate import DEVICE_FLOPS, GB, Estimate, Shape, estimate
+from pydantic import BaseModel
+
+# Tried in order until one fits: smaller micro-batches first (gradient accumulation
+# keeps the effective batch), gradient checkpointing only when those are not enough.
+LADDER = [(8, False), (4, False), (2, False), (4, True), (2, True), (1, True)]
+PADDING_FACTOR = 1.3  # padded batches compute ~30% more tokens than they hold
+QLORA_SLOWDOWN = 1.3  # de-quantising the 4-bit base on every matmul
+CHECKPOINTING_SLOWDOWN = 1.33  # one extra forward pass
+# Price per GPU-hour (USD) when none is given: typical on-demand cloud prices, 2026.
+GPU_RATES = {"H200": 3.5, "H100": 2.5, "A100": 1.5, "A10": 0.75, "L40": 1.0, "L4": 0.7,
+             "T4": 0.35, "4090": 0.4, "3090": 0.25, "V100": 0.5}
+
+
+class Fit(BaseModel):
+    adapter: str  # lora | qlora | full
+    precision: str
+    batch_size: int
+    gradient_checkpointing: bool
+    memory_gb: float  # per device
+    usable_gb: float
+    parts_gb: dict[str, float]
+    strategy: str  # single | ddp | fsdp
+    n_devices: int
+    fits: bool
+    trainable_params: int
+
+
+class Timing(BaseModel):
+    tokens: int  # tokens processed over the whole run (padding included)
+    flops: float
+    device_flops: float
+    train_hours: float
+    gpu_hours: float
+    rate_usd_per_hour: float
+    cost_usd: float
+
+
+def usable_gb(hw: Hardware) -> float:
+    return round(hw.gpus[0].memory_gb * 0.9, 1) if hw.gpus else hw.memory_budget_gb
+
+
+def precision_for(hw: Hardware) -> str:
+    if hw.gpus:
+        return "bf16" if hw.gpus[0].bf16 else "fp16"
+    return "bf16" if hw.cpu_bf16 else "fp32"
+
+
+def _per_device(e: Estimate, n: int, sharded: bool) -> float:
+    """FSDP shards weights and trainable state over n devices; the rest is per device."""
+    p = e.parts_gb
+    if not sharded or n == 1:
+        return e.total_gb
+    shared = p["weights"] + p["trainable_state"]
+    return round(e.total_gb - shared + shared / n, 2)
+
+
+def try_fit(
+    shape: Shape,
+    adapter: str,
+    hw: Hardware,
+    seq: int,
+    lora_r: int = 16,
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    reference_copy: bool = False,
+) -> Fit:
+    """The first rung of the ladder that fits, else the last one (marked not fitting).
+    Adapters try data-parallel (a full copy per GPU) down the whole ladder before
+    sharding; full training shards (FSDP) whenever there are several GPUs.
+    `reference_copy`: full-parameter DPO keeps a frozen copy of the model as reference."""
+    precision = precision_for(hw)
+    device = "cuda" if hw.gpus else "cpu"
+    n = max(1, len(hw.gpus))
+    limit = usable_gb(hw)
+    passes = [True] if adapter == "full" and n > 1 else [False, True] if n > 1 else [False]
+    fit = None
+    for sharded in passes:
+        for batch, gc in LADDER:
+            e = estimate(shape, adapter, precision, batch, seq, lora_r, targets, gc, device,
+                         master_fp32=bool(hw.gpus))
+            extra = e.parts_gb["weights"] if reference_copy else 0.0
+            mem = round(_per_device(e, n, sharded) + (extra / n if sharded else extra), 2)
+            strategy = "single" if n == 1 else ("fsdp" if sharded else "ddp")
+            fit = Fit(
+                adapter=adapter, precision=precision, batch_size=batch,
+                gradient_checkpointing=gc, memory_gb=mem, usable_gb=limit,
+                parts_gb=e.parts_gb, strategy=strategy, n_devices=n, fits=mem <= limit,
+                trainable_params=e.trainable_params,
+            )
+            if fit.fits:
+                return fit
+    return fit
+
+
+def device_rate(hw: Hardware, precision: str) -> float:
+    """Sustained training FLOP/s of all devices together."""
+    if not hw.gpus:
+        per_two_cores = DEVICE_FLOPS[f"cpu-{'bf16' if precision == 'bf16' else 'fp32'}"]
+        return per_two_cores * max(1, hw.cpu_cores) / 2
+    name = hw.gpus[0].name
+    one = next((v for k, v in DEVICE_FLOPS.items() if k in name), DEVICE_FLOPS["gpu"])
+    n = len(hw.gpus)
+    return one * n * (0.9 if n > 1 else 1.0)  # communication costs ~10% across GPUs
+
+
+def gpu_rate(hw: Hardware, given: float | None) -> float:
+    if given is not None:
+        return given
+    if not hw.gpus:
+        return 0.0  # your own CPU
+    name = hw.gpus[0].name
+    return next((v for k, v in GPU_RATES.items() if k in name), 1.0)
+
+
+def timing(
+    params: int,
+    fit: Fit,
+    hw: Hardware,
+    n_train: int,
+    tokens_per_example: int,
+    epochs: float,
+    objective: str = "sft",
+    rate_usd: float | None = None,
+) -> Timing:
+    """FLOPs = 6 N tokens (full) or ~4 N tokens (adapters, no weight gradients), over
+    the device rate; slowed by padding, 4-bit de-quantisation and recomputation."""
+    tokens = int(n_train * tokens_per_example * epochs * PADDING_FACTOR)
+    per_token = 6 if fit.adapter == "full" else 4
+    if objective == "dpo":  # chosen + rejected, each also through the frozen reference
+        per_token = 2 * (per_token + 2)
+    flops = float(per_token) * params * tokens
+    slow = (QLORA_SLOWDOWN if fit.adapter == "qlora" else 1.0) * (
+        CHECKPOINTING_SLOWDOWN if fit.gradient_checkpointing else 1.0
+    )
+    rate = device_rate(hw, fit.precision)
+    hours = flops * slow / rate / 3600
+    gpu_hours = hours * len(hw.gpus)
+    price = gpu_rate(hw, rate_usd)
+    return Timing(
+        tokens=tokens, flops=flops, device_flops=rate, train_hours=round(hours, 3),
+        gpu_hours=round(gpu_hours, 3), rate_usd_per_hour=price,
+        cost_usd=round((gpu_hours if hw.gpus else hours) * price, 2),
+    )
+
+
+def download_gb(params: int) -> float:
+    return round(params * 2 / GB, 1)  # bf16 safetensors

@@ -1,7 +1,8 @@
 """The trainer's pure helpers (no model): out-of-memory back-off, the loss-spike diagnosis,
 overfitting detection and the resume fingerprint's differences."""
 
-from ftagent.tools.train.metrics import overfitting, summarize
+from ftagent.tools.evaluate.diagnose import overfitting
+from ftagent.tools.train.metrics import summarize
 from ftagent.tools.train.oom import backoff, describe
 from ftagent.tools.train.resume import differences
 from ftagent.tools.train.sanity import diagnose

@@ -6,7 +6,6 @@ validate data and compare models. No Textual here; the workflow itself is
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from ftagent.agent.service.runs import read_events  # noqa: F401 - the app imports it from here
@@ -88,14 +87,13 @@ def find_run_dir(run_id: str, runs_root: Path) -> Path:
 
 
 def check_resumable(run_dir: Path) -> None:
-    from ftagent.agent.service.runs import effective_status, read_manifest
+    from ftagent.agent.service.runs import RunError
+    from ftagent.agent.service.runs import check_resumable as guard
 
-    status = effective_status(read_manifest(run_dir))
-    if status in ("done", "rejected"):
-        raise InputError(f"run {run_dir.name} is already {status}; finished runs are never "
-                         "re-run")
-    if status == "running":
-        raise InputError(f"run {run_dir.name} is still running in another process")
+    try:
+        guard(run_dir)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
 
 
 def validate_data(path: str, model: str | None) -> tuple[str, bool]:
@@ -118,28 +116,10 @@ def validate_data(path: str, model: str | None) -> tuple[str, bool]:
 def evaluate_models(base: str, tuned: str, test: str) -> str:
     """`ftagent eval --base --tuned --test`: base vs tuned with the probes; the report is
     written beside the tuned model, in a new folder, and returned as Markdown."""
-    from ftagent.tools.models import ModelNotFoundError, resolve_model
-    from ftagent.tools.quiet import quiet_libraries
+    from ftagent.agent.service.evaluation import compare_models
+    from ftagent.agent.service.outcome import comparison_markdown
 
-    quiet_libraries()
-    for what, path in (("--tuned", tuned), ("--test", test)):
-        if not Path(path).expanduser().exists():
-            raise InputError(f"{what} {path}: not found")
-    try:
-        base_path = str(resolve_model(base).path)
-    except ModelNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    from ftagent.tools.evaluate.compare import bundled_probes, evaluate
-    from ftagent.tools.evaluate.verdict import judge
-
-    tuned_path = Path(tuned).expanduser().resolve()
-    out = tuned_path.parent / time.strftime("eval-%Y%m%d-%H%M%S")
-    test_path = Path(test).expanduser()
-    report = evaluate(base_path, tuned_path, test_path, out, task_type="generation",
-                      probes=bundled_probes(test_path, "generation"))
-    verdict = judge(report, {"min_gain": 0.0})
-    from ftagent.tui.reports import comparison_markdown
-
+    report, verdict, out = compare_models(base, tuned, test)
     return "\n\n".join([f"## Evaluation: `{base}` vs `{tuned}`",
                         comparison_markdown(report.model_dump()), verdict.summary,
                         verdict.safety_summary, *verdict.warnings, f"Report: `{out}/report.md`"])

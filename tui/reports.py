@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l", "chrf", "json_compliance",
-           "answer_words", "loss", "perplexity", "refusal_rate", "over_refusal_rate",
-           "arc_accuracy")
+from ftagent.agent.service.outcome import (
+    comparison_markdown,  # noqa: F401 - the app's import
+    from_values,
+    keep_lines,
+    markdown,
+    node_summary,
+)
+
 DOC_EVIDENCE = {"strategy": "plan", "dataset": "report", "evaluation": "report",
                 "safety": "report"}
 
@@ -20,24 +25,13 @@ def _read(path: str | Path | None) -> str:
         return ""
 
 
-def _lines(text: str) -> str:
-    """Keep the engine's line breaks (summaries are written one fact per line)."""
-    return "  \n".join(text.splitlines())
-
-
 def _cell(value) -> str:
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")[:120]
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
 def event_line(event: dict) -> str | None:
     """One chat line per driver event worth a line (training progress has its own panel)."""
-    from ftagent.agent.cli.console import NODE_DONE
-
     kind = event.get("type")
     if kind == "run_started":
         return f"**Run `{event['run_id']}` started.**"
@@ -46,12 +40,7 @@ def event_line(event: dict) -> str | None:
     if kind == "node_started":
         return f"→ {event['node']}"
     if kind == "node_finished":
-        render = NODE_DONE.get(event["node"])
-        try:
-            said = render(event) if render else ""
-        except (TypeError, ValueError):  # a summary field missing: the node name suffices
-            said = ""
-        return f"✓ **{event['node']}** {said}".rstrip()
+        return f"✓ **{event['node']}** {node_summary(event)}".rstrip()
     if kind == "gate_decision":
         why = f" — {event['reason']}" if event.get("reason") else ""
         changes = event.get("changes") or {}
@@ -73,7 +62,7 @@ def gate_markdown(request: dict, run_dir: Path | None = None) -> str:
         f"## {request['title']}",
         f"**{request['question']}**",
         f"Automatic check: {mark}",
-        _lines(request.get("summary", "")),
+        keep_lines(request.get("summary", "")),
     ]
     evidence = dict(request.get("evidence") or {})
     doc = _read(evidence.pop(DOC_EVIDENCE.get(gate, ""), None))
@@ -97,33 +86,9 @@ def gate_markdown(request: dict, run_dir: Path | None = None) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def comparison_markdown(report: dict) -> str:
-    """Base vs tuned on the held-out split, the metrics the run computed."""
-    lines = [f"**Held-out test split ({report.get('n_test')} examples): base vs tuned**", "",
-             "| metric | base | tuned |", "|---|---:|---:|"]
-    for name in METRICS:
-        b, t = (report.get("base") or {}).get(name), (report.get("tuned") or {}).get(name)
-        if b is None and t is None:
-            continue
-        lines.append(f"| {name} | {_fmt(b)} | {_fmt(t)} |")
-    return "\n".join(lines)
-
-
 def final_markdown(status: str, values: dict, run_dir: Path) -> str:
     """What the chat shows when the driver returns done, rejected or failed."""
-    parts = [f"## Run {status}"]
-    ev = values.get("eval_report")
-    if ev:
-        parts.append(comparison_markdown(ev))
-    verdict = values.get("verdict") or {}
-    if verdict.get("summary"):
-        parts.append(_lines(verdict["summary"]))
-    d = values.get("deployment") or {}
-    if d.get("merged"):
-        said = f"answered {d.get('answer')!r}" if d.get("ok") else f"failed: {d.get('error')}"
-        parts.append(f"Merged model: `{d['merged']}` ({said})  \nAdapter: `{d.get('adapter')}`")
-    parts.append(f"Run folder: `{run_dir}`")
-    return "\n\n".join(parts)
+    return markdown(from_values(status, values, run_dir))
 
 
 def latest_attempt(run_dir: Path) -> Path | None:
@@ -146,9 +111,9 @@ def train_markdown(run_dir: Path) -> str | None:
     result = attempt / "result.json" if attempt else None
     if not result or not result.exists():
         return None
-    from ftagent.agent.graph.nodes.trainer import training_summary
+    from ftagent.tools.train.summary import training_summary
 
-    return f"## Training ({attempt.name})\n\n" + _lines(
+    return f"## Training ({attempt.name})\n\n" + keep_lines(
         training_summary(json.loads(result.read_text())))
 
 

@@ -45,34 +45,13 @@ class ChatContext(BaseModel):
         return read_manifest(self.run_dir).get("waiting_at")
 
 
-def _outcome_text(outcome) -> str:
-    if outcome.status == "waiting":
-        r = outcome.request or {}
-        mark = "passed" if r.get("passed") else "FAILED"
-        return (f"Waiting at gate **{r.get('gate')}** ({r.get('title')}; automatic check "
-                f"{mark}).\n\n{r.get('summary', '')}\n\n{r.get('question', '')} Say "
-                "\"approve\", \"reject because ...\", or change a setting.")
-    if outcome.status == "failed":
-        return f"The run failed: {outcome.error}. Fix it and say \"resume\"."
-    if outcome.status == "rejected":
-        return "The run stopped (rejected)."
-    ev = outcome.values.get("eval_report") or {}
-    deployed = (outcome.values.get("deployment") or {}).get("merged")
-    text = f"Run {outcome.run_id} is done."
-    if ev:
-        m = ev["primary_metric"]
-        text += f" {m}: base {ev['base'][m]:.3f} -> tuned {ev['tuned'][m]:.3f}."
-    if deployed:
-        text += f" Merged model: {deployed}."
-    return text
-
-
 def _drive(ctx: ChatContext, policy, initial: dict | None = None) -> str:
+    from ftagent.agent.service.outcome import chat_text, describe
     from ftagent.agent.service.session import drive
 
     outcome = drive(ctx.run_dir, policy, initial, ctx.on_event)
     ctx.last_outcome = outcome
-    return _outcome_text(outcome)
+    return chat_text(describe(outcome))
 
 
 # ---------------------------------------------------------------- the tools
@@ -326,19 +305,15 @@ def list_runs(ctx: ChatContext) -> str:
 
 def resume_run(ctx: ChatContext, run_id: str) -> str:
     """Make a run current and continue it from its checkpoint (to its next gate)."""
-    from ftagent.agent.service.runs import RunError, effective_status, find_run, read_manifest
+    from ftagent.agent.service.runs import RunError, check_resumable, find_run
     from ftagent.agent.service.session import ApprovalPolicy
 
     try:
         folder = find_run(run_id, ctx.runs_root)
+        ctx.run_dir = folder
+        check_resumable(folder, run_id)
     except RunError as exc:
         return str(exc)
-    ctx.run_dir = folder
-    status = effective_status(read_manifest(folder))
-    if status in ("done", "rejected", "running"):
-        return f"Run {run_id} is {status}; " + ("finished runs are never re-run."
-                                                if status != "running" else
-                                                "it is running in another process.")
     return _drive(ctx, ApprovalPolicy())
 
 

@@ -9,30 +9,26 @@ from typing import Annotated, Any
 
 import typer
 from ftagent.agent.cli.chat import llm_command
+from ftagent.agent.cli.common import EXIT_ERRORS, EXIT_WARNINGS, fail
 
 app = typer.Typer(
     help="Show, validate, explain, import and export training configs.", no_args_is_help=True
 )
 
-EXIT_WARNINGS, EXIT_ERRORS = 1, 2
 ConfigPath = Annotated[Path, typer.Argument(help="an ftagent config YAML")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="overwrite existing files")]
 
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(EXIT_ERRORS)
 
 
 def _load(path: Path):
     from ftagent.tools.config.train_config import load_config
 
     if not path.is_file():
-        raise _fail(f"{path}: file not found")
+        raise fail(f"{path}: file not found")
     try:
         return load_config(path)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -163,7 +159,7 @@ def explain(key: Annotated[str, typer.Argument(help="a config key, e.g. lora.r")
         close = leaf + [k for k in difflib.get_close_matches(key, fields, n=4, cutoff=0.5)
                         if k not in leaf]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise _fail(f"unknown config key '{key}'{hint}")
+        raise fail(f"unknown config key '{key}'{hint}")
     typer.secho(key, bold=True)
     typer.echo(f"  {info.description or ''}")
     typer.echo(f"  type:    {_type_name(info.annotation)}")
@@ -179,7 +175,7 @@ def explain(key: Annotated[str, typer.Argument(help="a config key, e.g. lora.r")
 
 def _check_free(path: Path, force: bool) -> None:
     if path.exists() and not force:
-        raise _fail(f"{path} exists; pass --force to overwrite it")
+        raise fail(f"{path} exists; pass --force to overwrite it")
 
 
 @app.command("import")
@@ -208,7 +204,7 @@ def import_config(
 
     _check_free(out, force)
     if fmt and fmt not in FORMATS:
-        raise _fail(f"--from '{fmt}': choose one of {', '.join(FORMATS)}")
+        raise fail(f"--from '{fmt}': choose one of {', '.join(FORMATS)}")
     try:
         data = read_foreign(src)
         fmt = fmt or detect_format(data, str(src))
@@ -218,7 +214,7 @@ def import_config(
                 _check_free(data_out / name, force)
         result = convert(data, fmt, str(src), model, data_out)
     except ConfigImportError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     save_config(result.config, out, header=f"imported from {src} ({fmt}) by ftagent config "
                 "import\nreview the notes it printed, then: ftagent config validate " + str(out))
     for note in result.notes:
@@ -248,7 +244,7 @@ def export(
 
     writers = {"llamafactory": to_llamafactory, "axolotl": to_axolotl}
     if to not in writers:
-        raise _fail(f"--to '{to}': choose one of {', '.join(writers)}")
+        raise fail(f"--to '{to}': choose one of {', '.join(writers)}")
     _check_free(out, force)
     cfg = _load(path)
     header = f"# exported from {path} by ftagent config export\n"

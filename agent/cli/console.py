@@ -5,20 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
+from ftagent.agent.service.outcome import METRICS, node_summary
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-
-NODE_DONE = {
-    "planner": lambda e: f"plan: {e.get('method', '?').upper()} for a {e.get('task_type')} task",
-    "data_prep": lambda e: f"data: {e.get('kept')} examples kept, {e.get('dropped')} dropped",
-    "config": lambda e: (
-        f"config: attempt {e.get('attempt')}, {e.get('epochs')} epochs, lr {e.get('learning_rate')}"
-    ),
-    "trainer": lambda e: f"trained {e.get('steps')} steps, mean loss {e.get('train_loss', 0):.4f}",
-    "tester": lambda e: e.get("summary", "evaluated"),
-    "deployer": lambda e: "merged model loads and answers" if e.get("ok") else "merge check failed",
-}
 
 
 class EventPrinter:
@@ -46,8 +36,7 @@ class EventPrinter:
         elif kind == "node_started":
             c.print(f"[cyan]→ {event['node']}[/]")
         elif kind == "node_finished":
-            render = NODE_DONE.get(event["node"])
-            c.print(f"[green]✓ {event['node']}[/] " + (render(event) if render else ""))
+            c.print(f"[green]✓ {event['node']}[/] " + node_summary(event))
         elif kind == "gate_waiting":
             mark = "[green]check passed[/]" if event["passed"] else "[red]check FAILED[/]"
             c.print(
@@ -99,9 +88,7 @@ def comparison_table(report: dict) -> Table:
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("tuned", justify="right")
-    for name in ("accuracy", "macro_f1", "exact_match", "rouge_l", "chrf", "json_compliance",
-                 "answer_words", "loss", "perplexity", "refusal_rate", "over_refusal_rate",
-                 "arc_accuracy"):
+    for name in METRICS:
         b, t = report["base"].get(name), report["tuned"].get(name)
         if b is None and t is None:
             continue

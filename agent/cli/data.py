@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ftagent.agent.cli.common import EXIT_ERRORS, EXIT_WARNINGS, fail
 
 app = typer.Typer(help="Inspect, validate and prepare fine-tuning datasets.", no_args_is_help=True)
 
-EXIT_WARNINGS, EXIT_ERRORS = 1, 2
 Paths = Annotated[
     list[str],
     typer.Argument(
@@ -26,10 +26,6 @@ MaxLenOpt = Annotated[int, typer.Option(help="max tokens per example")]
 NearDupOpt = Annotated[float, typer.Option(help="MinHash Jaccard threshold; 0 turns it off")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(EXIT_ERRORS)
-
 
 def _options(model, schema, column, max_length=1024, near_dup=0.85, **extra):
     from ftagent.tools.data import PrepareOptions
@@ -38,7 +34,7 @@ def _options(model, schema, column, max_length=1024, near_dup=0.85, **extra):
     for item in column or []:
         role, sep, name = item.partition("=")
         if not sep:
-            raise _fail(f"--column expects ROLE=FIELD, got '{item}'")
+            raise fail(f"--column expects ROLE=FIELD, got '{item}'")
         cols[role.strip()] = name.strip()
     return PrepareOptions(
         model=model or None,
@@ -57,7 +53,7 @@ def _run(fn, *args):
     try:
         return fn(*args)
     except (DataError, ModelNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _print_report(report) -> None:
@@ -187,7 +183,7 @@ def prepare(
     from ftagent.tools.models import resolve_model
 
     if (out / "report.json").exists():
-        raise _fail(f"{out} already holds a prepared dataset; pick another --out")
+        raise fail(f"{out} already holds a prepared dataset; pick another --out")
     opts = _options(
         model,
         schema,

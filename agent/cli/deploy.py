@@ -8,18 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+from ftagent.agent.cli.common import EXIT_FAILED, fail
 
 RunOpt = Annotated[str | None, typer.Option(help="a run id or run folder to take paths from")]
 NameOpt = Annotated[str | None, typer.Option(help="model name for vLLM/Ollama (default: "
                                                   "the run id or the folder name)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
 
 
 def _read_json(path: Path) -> dict:
@@ -32,7 +27,7 @@ def _run_folder(run: str) -> Path:
     try:
         return find_run_or_folder(run)
     except RunError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _run_adapter(folder: Path) -> Path | None:
@@ -98,19 +93,19 @@ def merge_command(
         folder = _run_folder(run)
         info = run_info(folder)
         if info["adapter"] is None:
-            raise _fail(f"{folder} has no trained adapter yet: finish training first")
+            raise fail(f"{folder} has no trained adapter yet: finish training first")
         base = base or info["base"]
         adapter = adapter or info["adapter"]
         out = out or folder / "merged"
         test = test or (Path(info["test"]) if info["test"] else None)
     if not (base and adapter and out):
-        raise _fail("give --run RUN, or --base, --adapter and --out")
+        raise fail("give --run RUN, or --base, --adapter and --out")
     if out.exists() and any(out.iterdir()):
-        raise _fail(f"{out} already exists; a finished output is never overwritten: choose "
+        raise fail(f"{out} already exists; a finished output is never overwritten: choose "
                     "another --out" + (f" (export it with: ftagent export --run {run} --gguf)"
                                        if run else ""))
     if test is not None and not test.is_file():
-        raise _fail(f"--test {test}: not found")
+        raise fail(f"--test {test}: not found")
     from ftagent.tools.deploy.merge import (
         MergeResult,
         check_adapter,
@@ -124,13 +119,13 @@ def merge_command(
         base_path = resolve_model(base).path
         check_adapter(Path(adapter))
     except (ModelNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rows = read_rows(test) if test else []
     keep = None if run else out / "adapter"  # a run keeps its adapter next to merged already
     try:
         result: MergeResult = merge_model(base_path, adapter, out, keep_adapter=keep)
     except (ValueError, FileExistsError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     from ftagent.tools.deploy.merge_verify import DEFAULT_PROMPTS, verify_merge
 
     check = verify_merge(base_path, adapter, out, rows[:50])
@@ -162,7 +157,7 @@ def merge_command(
         typer.echo("serve with vLLM:\n  " + "\n  ".join(commands["vllm"]))
         typer.echo(f"GGUF for llama.cpp/Ollama: ftagent export {out} --gguf")
     if not ok:
-        raise _fail(f"the merged folder {out} failed its checks; inspect it, then delete it "
+        raise fail(f"the merged folder {out} failed its checks; inspect it, then delete it "
                     "before merging again", EXIT_FAILED)
 
 
@@ -195,22 +190,22 @@ def export_command(
     quiet_libraries()
     info: dict = {}
     if not gguf:
-        raise _fail("say what to export: --gguf (the only format so far)")
+        raise fail("say what to export: --gguf (the only format so far)")
     if quant not in ("f16", "q8_0"):
-        raise _fail(f"--quant must be f16 or q8_0, got '{quant}'")
+        raise fail(f"--quant must be f16 or q8_0, got '{quant}'")
     if run:
         folder = _run_folder(run)
         info = run_info(folder)
         merged = merged or folder / "merged"
         if not merged.is_dir():
-            raise _fail(f"{folder} has no merged model yet: ftagent merge --run {run}")
+            raise fail(f"{folder} has no merged model yet: ftagent merge --run {run}")
     if merged is None:
-        raise _fail("give the merged model folder, or --run RUN")
+        raise fail("give the merged model folder, or --run RUN")
     if not (merged / "config.json").is_file():
-        raise _fail(f"{merged} is not a Hugging Face model folder (no config.json)")
+        raise fail(f"{merged} is not a Hugging Face model folder (no config.json)")
     out = out or merged.parent / "gguf"
     if out.exists() and any(out.iterdir()):
-        raise _fail(f"{out} already exists; a finished export is never overwritten: choose "
+        raise fail(f"{out} already exists; a finished export is never overwritten: choose "
                     "another --out")
     from ftagent.tools.chat_template import ollama_commands
     from ftagent.tools.deploy.card import write_model_card
@@ -220,9 +215,9 @@ def export_command(
     try:
         result = export_gguf(merged, out, quant, name=name)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except GGUFCheckFailed as exc:
-        raise _fail(str(exc), EXIT_FAILED) from None
+        raise fail(str(exc), EXIT_FAILED) from None
     ollama = ollama_commands(name, out / "Modelfile")
     llama_cpp = [f"llama-server -m {out / 'model.gguf'} --jinja"]
     merge_info = _read_json(merged / "merge_check.json")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from ftagent.agent.cli.chat import ask_command, chat_command
+from ftagent.agent.cli.common import EXIT_FAILED, EXIT_REJECTED, EXIT_WAITING, fail
 from ftagent.agent.cli.config import app as config_app
 from ftagent.agent.cli.data import app as data_app
 from ftagent.agent.cli.deploy import export_command, merge_command
@@ -23,7 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_REJECTED = 1, 2, 3, 4
 DEMO_GOAL = "customer support assistant that routes banking questions to the right intent"
 GATE_HELP = (
     "comma-separated gates to approve (strategy, dataset, training, evaluation, safety, "
@@ -36,10 +36,6 @@ PolicyOpt = Annotated[Path | None, typer.Option(
     "hold (e.g. evaluation: {when: [accuracy >= 0.85]}); otherwise stop at that gate")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print events as JSON lines")]
 
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
 
 
 def _policy(
@@ -56,11 +52,11 @@ def _policy(
         from ftagent.agent.service.policy import PolicyError, load_policy
 
         if (approve or "none") != "none" or reject or edit:
-            raise _fail("--policy decides the gates: leave out --approve, --reject and --edit")
+            raise fail("--policy decides the gates: leave out --approve, --reject and --edit")
         try:
             return load_policy(policy_file)
         except PolicyError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
 
     edits = {}
     if edit:
@@ -68,23 +64,24 @@ def _policy(
         for item in edit:
             key, sep, raw = item.partition("=")
             if not sep:
-                raise _fail(f"--edit expects KEY=VALUE, got '{item}'")
+                raise fail(f"--edit expects KEY=VALUE, got '{item}'")
             import yaml
 
             changes[key.strip()] = yaml.safe_load(raw)
         if not edit_gate:
-            raise _fail("--edit needs --gate to say which waiting gate it answers")
+            raise fail("--edit needs --gate to say which waiting gate it answers")
         edits[edit_gate] = changes
     from ftagent.agent.graph.gates import DecisionError
 
     try:
         return ApprovalPolicy.from_flags(approve, reject, reason, edits)
     except DecisionError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _report(outcome, as_json: bool) -> None:
     from ftagent.agent.cli.console import comparison_table, verdict_table
+    from ftagent.agent.service.outcome import describe
     from rich.console import Console
 
     if as_json:
@@ -96,16 +93,14 @@ def _report(outcome, as_json: bool) -> None:
         console.print(verdict_table(rows, ev["n_test"]))
     elif ev:
         console.print(comparison_table(ev))
+    facts = describe(outcome)
+    commands = "\n".join(f"  {c}" for c in facts.next_commands())
     if outcome.status == "waiting":
         if outcome.unmet:
             console.print(f"[yellow]Policy not met[/] — {outcome.unmet}")
-        console.print(
-            f"[yellow]Waiting at gate '{outcome.gate}'.[/] Continue with:\n"
-            f"  ftagent resume {outcome.run_id} --approve {outcome.gate}\n"
-            f"  ftagent resume {outcome.run_id} --reject {outcome.gate} --reason '...'"
-        )
+        console.print(f"[yellow]Waiting at gate '{outcome.gate}'.[/] Continue with:\n{commands}")
     elif outcome.status == "failed":
-        console.print(f"Fix the cause, then: ftagent resume {outcome.run_id}")
+        console.print(f"Fix the cause, then:{commands}")
     console.print(f"Run folder: {outcome.run_dir}")
 
 
@@ -137,7 +132,7 @@ def start_run(
         target = create_workflow_run(goal, data, model, run_dir or default_runs_dir() / run_id,
                                      max_attempts, run_id=run_id, constraints=constraints)
     except InputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     outcome = drive(target, policy, initial_state(target), EventPrinter(as_json))
     _report(outcome, as_json)
     return _exit_code(outcome.status)
@@ -191,31 +186,17 @@ def resume(
 ) -> None:
     """Continue a stopped, waiting or killed run from its last checkpoint."""
     from ftagent.agent.cli.console import EventPrinter
-    from ftagent.agent.service.runs import (
-        RunError,
-        effective_status,
-        find_run_or_folder,
-        read_manifest,
-    )
+    from ftagent.agent.service.runs import RunError, check_resumable, find_run_or_folder
     from ftagent.agent.service.session import drive
 
     if reject and not reason:
-        raise _fail("--reject needs --reason")
+        raise fail("--reject needs --reason")
     policy = _policy(approve, reject, reason, edit, gate, policy_file)
     try:
         folder = find_run_or_folder(run_id)
+        check_resumable(folder, run_id, tuple(filter(None, (gate if edit else None, reject))))
     except RunError as exc:
-        raise _fail(str(exc)) from None
-    manifest = read_manifest(folder)
-    status = effective_status(manifest)
-    waiting = manifest.get("waiting_at")
-    for named in filter(None, (gate if edit else None, reject)):
-        if status == "waiting" and named != waiting:
-            raise _fail(f"run {run_id} waits at the {waiting} gate, not {named}")
-    if status in ("done", "rejected"):
-        raise _fail(f"run {run_id} is already {status}; finished runs are never re-run")
-    if status == "running":
-        raise _fail(f"run {run_id} is still running in another process")
+        raise fail(str(exc)) from None
     outcome = drive(folder, policy, None, EventPrinter(as_json))
     _report(outcome, as_json)
     raise typer.Exit(_exit_code(outcome.status))
@@ -291,7 +272,7 @@ def plan(
 
     quiet_libraries()
     if method and method not in METHODS:
-        raise _fail(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
+        raise fail(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     try:
         constraints = Constraints(
             budget_usd=budget, rate_usd_per_hour=rate, deadline_hours=deadline,
@@ -302,9 +283,9 @@ def plan(
         planned = plan_for(goal, data, model, constraints=constraints, require_local=local_only)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise _fail(f"bad constraint: {first['loc'][0]}: {first['msg']}") from None
+        raise fail(f"bad constraint: {first['loc'][0]}: {first['msg']}") from None
     except (DataError, ModelNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     text = plan_markdown(planned.plan)
     if out:
         write_text(out / "plan.md", text)
@@ -348,10 +329,10 @@ def train(
     try:
         cfg = load_config(config)
     except (OSError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out = Path(cfg.output_dir)
     if (out / "result.json").exists() and not print_command:
-        raise _fail(f"{out} holds a finished run; finished runs are never overwritten: "
+        raise fail(f"{out} holds a finished run; finished runs are never overwritten: "
                     "choose a new output_dir")
     launch, n, accel_config = _launch_plan(cfg, config, launch, num_processes, strategy,
                                            print_command)
@@ -360,7 +341,7 @@ def train(
     if not (out / "job.json").exists():
         report = preflight(cfg, probe(out.parent if out.parent.exists() else Path(".")))
         if not report.ok:
-            raise _fail(f"pre-flight check failed:\n{format_report(report)}")
+            raise fail(f"pre-flight check failed:\n{format_report(report)}")
     columns = (TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total} steps"), TextColumn("{task.fields[loss]}"), TimeRemainingColumn())
     with Progress(*columns) as progress:
@@ -381,7 +362,7 @@ def train(
             result = run_training_job(config, out, on_metrics=show, num_processes=n,
                                       launch=launch, accelerate_config=accel_config)
         except TrainingFailed as exc:
-            raise _fail(str(exc), EXIT_FAILED) from None
+            raise fail(str(exc), EXIT_FAILED) from None
     typer.echo(f"done: {result['global_step']} steps, train loss {result['train_loss']:.4f}; "
                f"{result['output']}")
 
@@ -396,24 +377,24 @@ def _launch_plan(cfg, config: Path, launch: str | None, num_processes: int | Non
     from ftagent.tools.train.jobs import job_command
 
     if launch not in (None, "none", "accelerate"):
-        raise _fail(f"--launch must be none or accelerate, got '{launch}'")
+        raise fail(f"--launch must be none or accelerate, got '{launch}'")
     if strategy not in ("auto", *tl.STRATEGIES):
-        raise _fail(f"--strategy must be auto or one of {', '.join(tl.STRATEGIES)}, "
+        raise fail(f"--strategy must be auto or one of {', '.join(tl.STRATEGIES)}, "
                     f"got '{strategy}'")
     if launch == "none" and (num_processes or 1) > 1:
-        raise _fail("--num-processes above 1 needs --launch accelerate")
+        raise fail("--num-processes above 1 needs --launch accelerate")
     launch = launch or ("accelerate" if (num_processes or 1) > 1 else "none")
     accel_config, n = None, num_processes or 1
     if launch == "accelerate":
         gpus = tl.cuda_devices()
         n = num_processes or max(1, gpus)
         if gpus and n > gpus:
-            raise _fail(f"--num-processes {n} but torch sees {gpus} GPU(s)")
+            raise fail(f"--num-processes {n} but torch sees {gpus} GPU(s)")
         # Several GPUs: DDP, FSDP2 or ZeRO-3 from a config file; CPU processes need none.
         accel_config = tl.prepare_config(cfg, n, strategy) if gpus and n > 1 else None
     missing_ds = accel_config and strategy == "deepspeed" and not tl.deepspeed_installed()
     if missing_ds and not print_command:
-        raise _fail(f"deepspeed is not installed: `pip install deepspeed`, or choose "
+        raise fail(f"deepspeed is not installed: `pip install deepspeed`, or choose "
                     f"--strategy fsdp (config written to {accel_config})")
     if print_command:
         typer.echo(shlex.join(job_command(config, n, launch, accel_config)))

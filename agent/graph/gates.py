@@ -7,7 +7,7 @@ Decisions belong to people. A `GateDecision` says where it came from (the termin
 the command line, a policy file the person wrote, or the person's own words in the chat)
 and its `changes` are checked here, once, for every path: against the config schema and
 the keys the gate accepts. An LLM never makes one; it can only propose (see
-agent.assistant_tools.propose_decision).
+agent.chat.tools.propose_decision).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class GateRequest(BaseModel):
 
 
 def plan_keys() -> set[str]:
+    """Edit keys that change the plan itself (the planner's Constraints: method, model,
+    targets, ...); every other edit key is a config change. The one list of them."""
     from ftagent.tools.plan.types import Constraints
 
     return set(Constraints.model_fields)

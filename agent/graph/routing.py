@@ -26,7 +26,7 @@ STOP_WORDS = ("stop", "cancel", "abort", "quit")
 def after_strategy(state: dict) -> str:
     """Reject re-plans with the reason (up to MAX_REPLANS; "stop" ends the run); an edit
     of plan choices re-plans too, so the person sees the plan they will get."""
-    from ftagent.agent.graph.nodes.planner import PLAN_KEYS
+    from ftagent.agent.graph.gates import plan_keys
 
     decision = state["decisions"]["strategy"]
     if decision["action"] == "reject":
@@ -38,7 +38,7 @@ def after_strategy(state: dict) -> str:
         if rejects > MAX_REPLANS or any(w.strip(".,!:;") in STOP_WORDS for w in words):
             return STOP
         return "planner"
-    if decision["action"] == "edit" and PLAN_KEYS & set(decision.get("changes") or {}):
+    if decision["action"] == "edit" and plan_keys() & set(decision.get("changes") or {}):
         return "planner"
     return "data_prep"
 

@@ -16,7 +16,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from ftagent.tools.train.metrics import current_rows, overfitting, read_metrics
+from ftagent.tools.evaluate.diagnose import FORGETTING_POINTS, flat, overfitting, still_falling
+from ftagent.tools.evaluate.probes import SafetyLimits
+from ftagent.tools.train.metrics import current_rows, read_metrics
 from ftagent.tools.train.sanity import SPIKE_WINDOW
 from pydantic import BaseModel, Field
 
@@ -52,10 +54,7 @@ TITLES = {
     "safety_regression": "Refusing fewer harmful requests",
     "over_refusal": "Refusing more benign requests", "targets_missed": "Targets missed",
 }
-FLAT_DROP = 0.05  # under 5% lower from the first to the last steps: "barely moved"
-STILL_FALLING = 0.03  # the last fifth of the steps still 3%+ lower: more training may help
-FORGETTING_POINTS = 2.0  # as tools.verdict: ARC-Easy points the tuned model may lose
-REFUSAL_POINTS = 10.0  # as tools.verdict: refusal-rate points it may lose (or over-refuse)
+REFUSAL_POINTS = SafetyLimits().tolerance * 100  # refusal points it may lose (or over-refuse)
 TESTER_ONLY = "diagnosed by the tester"  # the evidence when only the kind was recorded
 
 
@@ -173,31 +172,29 @@ def curve_findings(rows: list[dict], spike_factor: float = 4.0) -> list[Finding]
                 f"{train[-1][0]}") if near else ""
         out.append(_finding("overfitting", over["message"] + fell, over["fix"],
                             step=over["step"]))
-    if len(train) >= 8 and "loss_flat" not in seen:
-        k = max(2, len(train) // 5)
-        head, tail = _mean([x for _, x in train[:k]]), _mean([x for _, x in train[-k:]])
-        if head > 0.05 and tail > head * (1 - FLAT_DROP):  # near 0 there is nothing to fall
+    losses = [x for _, x in train]
+    barely = flat(losses)
+    if barely and "loss_flat" not in seen:
+        head, tail, k = barely
+        out.append(_finding(
+            "loss_flat",
+            f"the train loss went from {_g(head)} (mean of the first {k} logged steps) to "
+            f"{_g(tail)} (last {k}, up to step {train[-1][0]}): {(tail - head) / head:+.1%}",
+            "raise learning_rate within the method's range, check the target modules and "
+            "that answers carry loss"))
+    elif len(losses) >= 8 and not over and "underfitting" not in seen:
+        falling = still_falling(losses)
+        eval_best_last = not evals or evals[-1][1] <= min(e for _, e in evals)
+        if falling and eval_best_last:
+            a, b, steps = falling
+            val = (f"; validation loss was at its best at the last evaluation "
+                   f"({_g(evals[-1][1])}, step {evals[-1][0]})") if evals else ""
             out.append(_finding(
-                "loss_flat",
-                f"the train loss went from {_g(head)} (mean of the first {k} logged steps) to "
-                f"{_g(tail)} (last {k}, up to step {train[-1][0]}): "
-                f"{(tail - head) / head:+.1%}",
-                "raise learning_rate within the method's range, check the target modules and "
-                "that answers carry loss"))
-        elif not over and "underfitting" not in seen:
-            tail_rows = [x for _, x in train[-k:]]
-            half = len(tail_rows) // 2
-            a, b = _mean(tail_rows[:half]), _mean(tail_rows[half:])
-            eval_best_last = not evals or evals[-1][1] <= min(e for _, e in evals)
-            if b < a * (1 - STILL_FALLING) and eval_best_last:
-                val = (f"; validation loss was at its best at the last evaluation "
-                       f"({_g(evals[-1][1])}, step {evals[-1][0]})") if evals else ""
-                out.append(_finding(
-                    "underfitting",
-                    f"the train loss was still falling at the end ({_g(a)} -> {_g(b)} over the "
-                    f"last {len(tail_rows)} logged steps){val}",
-                    "train longer (more epochs) while validation loss keeps falling",
-                    severity="note"))
+                "underfitting",
+                f"the train loss was still falling at the end ({_g(a)} -> {_g(b)} over the "
+                f"last {steps} logged steps){val}",
+                "train longer (more epochs) while validation loss keeps falling",
+                severity="note"))
     if "loss_spike" not in seen:
         spikes = _spikes(train, spike_factor)
         if spikes:

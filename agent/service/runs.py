@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ftagent.tools.atomic import write_json
 from ftagent.tools.paths import default_runs_dir, ftagent_home
+from ftagent.tools.process import alive
 
 MANIFEST = "manifest.json"
 EVENTS = "events.jsonl"
@@ -169,22 +170,32 @@ def _read_index() -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def effective_status(manifest: dict) -> str:
     """A run marked running whose process is gone was killed: it can be resumed."""
     status = manifest.get("status", "?")
-    if status == "running" and not _alive(manifest.get("pid")):
+    if status == "running" and not alive(manifest.get("pid")):
         return "interrupted"
     return status
+
+
+def check_resumable(folder: Path, name: str | None = None,
+                    answers: tuple[str, ...] = ()) -> dict:
+    """The manifest of a run that may be continued, else RunError in one line: the guard
+    `ftagent resume`, the terminal app and the chat all pass through. A finished run is
+    never re-run, a run another process drives is left alone, and a decision must answer
+    the gate the run waits at."""
+    manifest = read_manifest(folder)
+    status = effective_status(manifest)
+    name = name or Path(folder).name
+    if status in ("done", "rejected"):
+        raise RunError(f"run {name} is already {status}; finished runs are never re-run")
+    if status == "running":
+        raise RunError(f"run {name} is still running in another process")
+    waiting = manifest.get("waiting_at")
+    for gate in answers:  # the gates a decision names (--reject GATE, --edit --gate GATE)
+        if status == "waiting" and gate != waiting:
+            raise RunError(f"run {name} waits at the {waiting} gate, not {gate}")
+    return manifest
 
 
 def list_runs(runs_dir: Path | None = None) -> list[dict]:

@@ -1,13 +1,74 @@
-"""Why did a tuned model miss its targets, and what to change? Pure rules over the
-evidence a run leaves: the training curves, base vs tuned scores, the data's shape.
+"""The one place a run is judged: is it overfitting, underfitting, flat, forgetting, and
+what to change? Pure rules over the evidence a run leaves (the training curves, base vs
+tuned scores, the data's shape), with one set of thresholds that the tester, the training
+summary (`tools.train.metrics.summarize`) and the chat's run diagnosis
+(`agent.service.run_diagnosis`) all read.
 
-Each rule names the evidence it read and proposes config changes (the workflow retrains
-with them) or a data change (a person acts on it: the workflow cannot invent data).
+Each tester rule names the evidence it read and proposes config changes (the workflow
+retrains with them) or a data change (a person acts on it: the workflow cannot invent
+data).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+
+# --- thresholds ---------------------------------------------------------------------------
+OVERFIT_RISE = 0.05  # validation loss this much (relative) above its best, train still falling
+STILL_FALLING = 0.03  # the last fifth of the train losses still 3%+ lower: more training helps
+BARELY_MOVED = 0.7  # held-out loss still above 70% of the base's: the model barely learned
+FLAT_DROP = 0.05  # the train loss under 5% lower from the first to the last steps: flat
+FORGETTING_POINTS = 2.0  # ARC-Easy points the tuned model may lose before it is flagged
+PER_LABEL = 20  # fewer training examples per label than this rarely reach a high accuracy
+
+
+# --- the training curve ---------------------------------------------------------------------
+def overfitting(rows: list[dict], rise: float = OVERFIT_RISE) -> dict | None:
+    """Validation loss rising by more than `rise` (relative) from its best while the train
+    loss kept falling: the model is memorising. Over metrics.jsonl rows; None when not
+    seen."""
+    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    if len(evals) < 2 or len(train) < 2:
+        return None
+    best_step, best = min(evals, key=lambda e: e[1])
+    last_step, last = evals[-1]
+    if last_step == best_step or last <= best * (1 + rise):
+        return None
+
+    def train_near(step):
+        near = [loss for s, loss in train if abs(s - step) <= max(2, step // 20)]
+        return sum(near) / len(near) if near else float("inf")
+
+    if train_near(last_step) >= train_near(best_step):
+        return None
+    return {"kind": "overfitting", "step": last_step,
+            "message": f"validation loss rose from {best:.4f} (step {best_step}) to {last:.4f} "
+            f"(step {last_step}) while the train loss fell",
+            "fix": "keep the best checkpoint (early_stopping_patience > 0), train fewer epochs, "
+            "lower the learning rate or the LoRA rank, or add data"}
+
+
+def still_falling(losses: list[float]) -> tuple[float, float, int] | None:
+    """(first, last, steps) of the last fifth of the train losses when the loss still fell
+    by more than STILL_FALLING over it: training stopped too early. None otherwise."""
+    if len(losses) < 4:
+        return None
+    tail = losses[-max(2, len(losses) // 5):]
+    return (tail[0], tail[-1], len(tail)) if tail[-1] < tail[0] * (1 - STILL_FALLING) else None
+
+
+def flat(losses: list[float]) -> tuple[float, float, int] | None:
+    """(mean of the first k, mean of the last k, k) when the train loss barely moved over
+    8+ logged steps; near 0 there is nothing left to fall, so that is never flat."""
+    if len(losses) < 8:
+        return None
+    k = max(2, len(losses) // 5)
+    head, tail = _mean(losses[:k]), _mean(losses[-k:])
+    return (head, tail, k) if head > 0.05 and tail > head * (1 - FLAT_DROP) else None
+
+
+# --- the tester's rules ---------------------------------------------------------------------
 
 
 class Evidence(BaseModel):
@@ -48,7 +109,7 @@ def _overfitting(e: Evidence) -> Diagnosis | None:
     best, last = min(e.eval_losses), e.eval_losses[-1]
     half = len(e.train_losses) // 2
     falling = _mean(e.train_losses[half:]) < _mean(e.train_losses[:half])
-    if last <= best * 1.05 or not falling:
+    if last <= best * (1 + OVERFIT_RISE) or not falling:
         return None
     epochs = max(1.0, round((e.num_epochs or 2) / 2, 1))
     return Diagnosis(
@@ -64,10 +125,9 @@ def _overfitting(e: Evidence) -> Diagnosis | None:
 def _underfitting(e: Evidence) -> Diagnosis | None:
     if e.base_loss is None or e.tuned_loss is None or len(e.train_losses) < 4:
         return None
-    tail = e.train_losses[-max(2, len(e.train_losses) // 5):]
-    still_falling = tail[-1] < tail[0] * 0.97
-    barely_moved = e.tuned_loss > 0.7 * e.base_loss
-    if not (still_falling or barely_moved):
+    falling = still_falling(e.train_losses)
+    barely_moved = e.tuned_loss > BARELY_MOVED * e.base_loss
+    if not (falling or barely_moved):
         return None
     epochs = round((e.num_epochs or 1) * 2, 1)
     changes: dict = {"num_epochs": epochs}
@@ -78,9 +138,10 @@ def _underfitting(e: Evidence) -> Diagnosis | None:
     why = []
     if barely_moved:
         why.append(f"held-out loss only fell from {e.base_loss:.3f} to {e.tuned_loss:.3f}")
-    if still_falling:
-        why.append(f"the train loss was still falling at the end ({tail[0]:.3f} -> "
-                   f"{tail[-1]:.3f} over the last {len(tail)} steps)")
+    if falling:
+        first, last, steps = falling
+        why.append(f"the train loss was still falling at the end ({first:.3f} -> "
+                   f"{last:.3f} over the last {steps} steps)")
     return Diagnosis(kind="underfitting", evidence="; ".join(why), action=action,
                      changes=changes)
 
@@ -151,7 +212,6 @@ def _imbalanced(e: Evidence) -> Diagnosis | None:
     )
 
 
-PER_LABEL = 20  # fewer training examples per label than this rarely reach a high accuracy
 MAX_EPOCHS, MAX_RANK = 10.0, 64
 
 

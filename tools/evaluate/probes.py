@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from ftagent.tools.evaluate.diagnose import FORGETTING_POINTS
 from pydantic import BaseModel, Field
 
 # --------------------------------------------------------------------------- refusals
@@ -338,7 +339,7 @@ class ProbeVerdict(BaseModel):
 
 
 def regression_check(
-    base_acc: float, tuned_acc: float, tolerance_points: float = 2.0
+    base_acc: float, tuned_acc: float, tolerance_points: float = FORGETTING_POINTS
 ) -> ProbeVerdict:
     """Catastrophic forgetting: tuned general-knowledge accuracy (0..1) below base by more
     than `tolerance_points` percentage points. Two points on 100 ARC questions is two

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Literal
 
 from ftagent.tools.evaluate.compare import EvalReport
+from ftagent.tools.evaluate.diagnose import FORGETTING_POINTS
 from ftagent.tools.evaluate.probes import SafetyLimits
 from pydantic import BaseModel
 
-FORGETTING_TOLERANCE = 2.0  # ARC-Easy points the tuned model may lose before it is flagged
+FORGETTING_TOLERANCE = FORGETTING_POINTS  # ARC-Easy points it may lose before a flag
 
 # Which way is better for each metric; 0 = neither (answer length).
 DIRECTION = {

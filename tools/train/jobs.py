@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftagent.tools.paths import import_root
+from ftagent.tools.process import alive
 from ftagent.tools.train.recipe import METRICS_FILE, RESULT_FILE
 
 JOB_FILE = "job.json"
@@ -43,7 +44,7 @@ def run_training_job(
     log_path, metrics_path = out / "train.log", out / METRICS_FILE
     offset = 0  # replay earlier rows too, so a resumed watcher shows the whole curve
     orphan = _live_job(out)
-    while orphan and _alive(orphan):
+    while orphan and alive(orphan):
         offset = _follow(metrics_path, offset, on_metrics)
         time.sleep(poll_s)
     if done.exists():
@@ -109,17 +110,6 @@ def training_env() -> dict:
     return env
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:  # a zombie child of ours counts as gone
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True  # not our child (started by a watcher that was killed)
-
-
 def _live_job(out: Path) -> int | None:
     job = out / JOB_FILE
     if not job.exists():
@@ -127,7 +117,7 @@ def _live_job(out: Path) -> int | None:
     info = json.loads(job.read_text())
     pid = info.get("pid")
     # The start time guards against a recycled pid that belongs to another process.
-    if pid and _alive(pid) and _started(pid) == info.get("started"):
+    if pid and alive(pid) and _started(pid) == info.get("started"):
         return pid
     return None
 

@@ -117,36 +117,14 @@ def plot_loss(rows: list[dict], out: Path) -> Path | None:
     return out
 
 
-def overfitting(rows: list[dict], rise: float = 0.05) -> dict | None:
-    """Validation loss rising by more than `rise` (relative) from its best while the train
-    loss kept falling: the model is memorising. Pure; None when not seen."""
-    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    if len(evals) < 2 or len(train) < 2:
-        return None
-    best_step, best = min(evals, key=lambda e: e[1])
-    last_step, last = evals[-1]
-    if last_step == best_step or last <= best * (1 + rise):
-        return None
-
-    def train_near(step):
-        return _mean([loss for s, loss in train if abs(s - step) <= max(2, step // 20)])
-
-    if train_near(last_step) >= train_near(best_step):
-        return None
-    return {"kind": "overfitting", "step": last_step,
-            "message": f"validation loss rose from {best:.4f} (step {best_step}) to {last:.4f} "
-            f"(step {last_step}) while the train loss fell",
-            "fix": "keep the best checkpoint (early_stopping_patience > 0), train fewer epochs, "
-            "lower the learning rate or the LoRA rank, or add data"}
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("inf")
 
 
 def summarize(rows: list[dict]) -> dict:
     """Final and best losses, anomalies and warnings of a finished run, for its gate."""
+    from ftagent.tools.evaluate.diagnose import overfitting
+
     rows = current_rows(rows)
     train = [r["loss"] for r in rows if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftagent.agent.graph.nodes.planner import PLAN_KEYS
+from ftagent.agent.graph.gates import plan_keys
 from ftagent.tools.atomic import write_text
 from ftagent.tools.config.train_config import apply_overrides, config_from_plan, dump_yaml
 from ftagent.tools.config.why import config_rationale
@@ -46,7 +46,7 @@ def config(state: dict) -> dict:
     method = overrides.pop("method", None)
     # Plan choices (model, targets, budget, ...) were applied by the planner.
     overrides.pop("data_path", None)  # data_prep's, already applied
-    overrides = {k: v for k, v in overrides.items() if k not in PLAN_KEYS}
+    overrides = {k: v for k, v in overrides.items() if k not in plan_keys()}
     if plan["method"] == "distillation":
         raise ValueError(
             "the plan's method is distillation, which the workflow cannot finish yet: add "

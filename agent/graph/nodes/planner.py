@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftagent.agent.graph.gates import GATES, GateRequest
+from ftagent.agent.graph.gates import GATES, GateRequest, plan_keys
 from ftagent.tools.atomic import write_json, write_text
 from ftagent.tools.plan.planner import plan_for
 from ftagent.tools.plan.report import plan_markdown
 from ftagent.tools.plan.types import Constraints
 
-# Edits at the strategy gate that change the plan itself (the rest are config changes).
-PLAN_KEYS = set(Constraints.model_fields)
 RUNNABLE = {"sft", "dpo"}  # objectives the trainer and tester run today
 
 
@@ -28,7 +26,7 @@ def strategy_feedback(state: dict) -> list[str | dict]:
         if record["action"] == "reject" and record.get("reason"):
             out.append(record["reason"])
         if record["action"] == "edit":
-            choices = {k: v for k, v in record["changes"].items() if k in PLAN_KEYS}
+            choices = {k: v for k, v in record["changes"].items() if k in plan_keys()}
             if choices:
                 out.append(choices)
     return out

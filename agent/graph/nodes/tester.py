@@ -5,34 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftagent.agent.graph.gates import GATES, GateRequest
-from ftagent.tools.evaluate.compare import bundled_probes, evaluate
 from ftagent.tools.evaluate.diagnose import Evidence, diagnose, proposed_changes
-from ftagent.tools.evaluate.verdict import judge
+from ftagent.tools.evaluate.request import EvalRequest, run_evaluation
+from ftagent.tools.evaluate.verdict import rows_markdown
 
 
 def tester(state: dict) -> dict:
-    from ftagent.tools.evaluate.compare import write_report
-    from ftagent.tools.evaluate.judge import JudgeEndpoint
-    from ftagent.tools.evaluate.verdict import rows_markdown
-
     report = state["data_report"]
     out = Path(state["run_dir"]) / "eval"
-    result = evaluate(
+    result, verdict = run_evaluation(EvalRequest(
         base_path=state["plan"]["model_path"],
-        adapter_path=state["train_result"]["output"],
+        tuned_path=state["train_result"]["output"],
         test_file=report["split_paths"]["test"],
         out_dir=out,
         task_type=report["task_type"],
         labels=report["labels"],
-        probes=bundled_probes(report["split_paths"]["test"], report["task_type"],
-                              report["labels"]),
         # the task's own training rows (without the safety mix), for the copy checks
         train_file=report["split_paths"].get("train_task") or report["split_paths"]["train"],
+        targets=state["plan"]["targets"],
         bf16=state["plan"]["precision"] == "bf16",
-        judge_endpoint=JudgeEndpoint.from_env(),
-    )
-    verdict = judge(result, state["plan"]["targets"])
-    write_report(result, out, rows_markdown(verdict.rows))
+    ))
     _copy_loss_curve(state, out)
     _keep_attempt_copy(out, state["attempt"])
     found = [] if verdict.targets_met else diagnose(evidence(state, result, verdict))

@@ -1,5 +1,5 @@
 """`python -m ftagent ...` runs the command line."""
 
-from ftagent.agent.cli.main import main
+from ftagent.launcher import main
 
 main()

@@ -56,7 +56,7 @@ def small_data(tmp_path) -> Path:
 def ftagent(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the real CLI in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "ftagent.agent.cli", *args],
+        [sys.executable, "-m", "ftagent", *args],
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,

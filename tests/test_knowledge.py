@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import ROOT
 from ftagent.agent.chat import knowledge as kb
-from ftagent.agent.service.run_diagnosis import (
+from ftagent.agent.chat.run_diagnosis import (
     KIND_QUERY,
     answer_about_run,
     curve_findings,
@@ -211,7 +211,7 @@ def test_knowledge_is_packaged():
 
 
 def test_import_loads_no_sklearn_and_index_builds_fast():
-    code = ("import sys, ftagent.agent.chat.knowledge, ftagent.agent.service.run_diagnosis\n"
+    code = ("import sys, ftagent.agent.chat.knowledge, ftagent.agent.chat.run_diagnosis\n"
             "print('sklearn' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()

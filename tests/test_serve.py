@@ -52,7 +52,7 @@ def smollm_cli(bundled_model, tmp_path_factory):
     port, log = free_port(), tmp_path_factory.mktemp("smollm_cli") / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ftagent.agent.cli", "serve", "smollm2-135m-instruct",
+            [sys.executable, "-m", "ftagent", "serve", "smollm2-135m-instruct",
              "--port", str(port), "--log-level", "warning"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     yield proc, port, log

@@ -341,8 +341,8 @@ def search_knowledge(ctx: ChatContext, query: str) -> str:
 def diagnose_run(ctx: ChatContext, question: str = "") -> str:
     """Diagnose the current run from its real metrics (training curves, evaluation) and the
     troubleshooting knowledge."""
-    from ftagent.agent.service.run_diagnosis import answer_about_run
-    from ftagent.agent.service.run_diagnosis import diagnose_run as diagnose
+    from ftagent.agent.chat.run_diagnosis import answer_about_run
+    from ftagent.agent.chat.run_diagnosis import diagnose_run as diagnose
 
     if ctx.run_dir is None:
         return "There is no current run to diagnose; start or resume one."

@@ -411,6 +411,8 @@ def demo(
     run_dir: Annotated[
         Path | None, typer.Option(help="run folder (default: runs/<run-id>)")
     ] = None,
+    approve: Annotated[str, typer.Option(
+        "--approve", help="gates to approve (default: all; 'none' stops at the first)")] = "all",
     as_json: JsonOpt = False,
 ) -> None:
     """The whole workflow on the bundled model and support-intent data, all gates approved."""
@@ -418,31 +420,15 @@ def demo(
 
     data = bundled_path(DEMO_DATA)
     started = time.time()
-    code = start_run(DEMO_GOAL, data, None, "all", run_dir, 2, as_json)
+    code = start_run(DEMO_GOAL, data, None, approve, run_dir, 2, as_json)
     if not as_json:
         typer.echo(f"Demo wall time: {time.time() - started:.0f} s")
     raise typer.Exit(code)
 
 
-@app.command("tui")
-def tui_command(
-    runs_dir: Annotated[
-        Path | None, typer.Option(help="runs folder (default: $FTAGENT_RUNS_DIR or ./runs)")
-    ] = None,
-) -> None:
-    """Open the terminal app (what `ftagent` with no arguments does)."""
-    from ftagent.tui.app import run_app
-
-    raise typer.Exit(run_app(runs_dir))
-
-
 def main() -> None:
-    import sys
-
-    if len(sys.argv) <= 1:  # `ftagent` alone opens the terminal app; Textual loads only here
-        from ftagent.tui.app import run_app
-
-        raise SystemExit(run_app())
+    """The command line alone (`python -m ftagent.agent.cli`); the `ftagent` command
+    itself is `ftagent.launcher.main`, which adds the terminal app."""
     app()
 
 

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     args = ap.parse_args()
     bare = best_of([sys.executable, "-c", "pass"], args.repeat)
-    cli = best_of([sys.executable, "-m", "ftagent.agent.cli", "--help"], args.repeat)
+    cli = best_of([sys.executable, "-m", "ftagent", "--help"], args.repeat)
     print(f"python -c pass : {bare * 1000:7.1f} ms (median of {args.repeat})")
     print(f"ftagent --help : {cli * 1000:7.1f} ms")
     print(f"ratio          : {cli / bare:7.2f}x the bare interpreter; target < 0.5 s absolute")

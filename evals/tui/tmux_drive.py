@@ -47,7 +47,7 @@ def wait_for(session: str, text: str, timeout: float) -> float | None:
 def program(runs_dir: Path, home: Path) -> str:
     """`ftagent` alone, as a person starts it, in an isolated home and runs folder."""
     exe = Path(sys.executable).with_name("ftagent")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ftagent.agent.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ftagent"]
     env = {"FTAGENT_HOME": str(home), "FTAGENT_RUNS_DIR": str(runs_dir), "TERM": "xterm-256color"}
     return shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *cmd])
 

@@ -42,7 +42,7 @@ POLL_S = 0.5
 def cli_command() -> list[str]:
     """The installed `ftagent` next to this Python, else the same entry point as a module."""
     exe = Path(sys.executable).with_name("ftagent")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ftagent.agent.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ftagent"]
 
 
 def tree_rss(proc: psutil.Process) -> int:

@@ -253,6 +253,7 @@ def test_extraction_with_plain_text_answers_gets_text_metrics():
 
 def test_import_is_light():
     """The CLI imports tools.*; scikit-learn and sacrebleu load only when scoring."""
-    code = "import sys, tools.eval_metrics; print({'sklearn', 'sacrebleu'} & set(sys.modules))"
+    code = ("import sys, ftagent.tools.evaluate.metrics; "
+            "print({'sklearn', 'sacrebleu'} & set(sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"

@@ -211,7 +211,7 @@ def test_knowledge_is_packaged():
 
 
 def test_import_loads_no_sklearn_and_index_builds_fast():
-    code = ("import sys, agent.knowledge, agent.run_diagnosis\n"
+    code = ("import sys, ftagent.agent.chat.knowledge, ftagent.agent.service.run_diagnosis\n"
             "print('sklearn' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()

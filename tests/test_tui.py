@@ -310,7 +310,7 @@ async def test_help_theme_and_command_palette(tmp_path):
 
 
 def test_the_app_module_loads_no_heavy_library():
-    code = ("import sys, tui.app; print([m for m in ('torch', 'transformers', 'langgraph', "
+    code = ("import sys, ftagent.tui.app; print([m for m in ('torch', 'transformers', 'langgraph', "
             "'ftagent.tools.data', 'ftagent.agent.service.session') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)

@@ -305,7 +305,7 @@ def _cuda() -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m tools.train CONFIG.yaml", file=sys.stderr)
+        print("usage: python -m ftagent.tools.train CONFIG.yaml", file=sys.stderr)
         return 2
     try:
         cfg = load_config(argv[0])

@@ -312,7 +312,8 @@ def run_server(s: ServeSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m ftagent.tools.serve", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ftagent.tools.serve",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("model_dir", help="model folder, or the bundled name smollm2-135m-instruct")
     ap.add_argument("--adapter", help="LoRA adapter folder served on top of the model")
     ap.add_argument("--host", default="127.0.0.1")

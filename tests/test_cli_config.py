@@ -160,7 +160,7 @@ def test_cli_imports_nothing_heavy(config, tmp_path):
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from agent.cli_config import app\n"
+        "from ftagent.agent.cli.config import app\n"
         "r = CliRunner()\n"
         f"codes = [r.invoke(app, ['validate', {str(config)!r}]).exit_code,\n"
         "         r.invoke(app, ['explain', 'lora.r']).exit_code,\n"

@@ -19,6 +19,7 @@ from ftagent.tui.widgets.chat import ChatLog
 from ftagent.tui.widgets.command_input import CommandInput
 from ftagent.tui.widgets.sidebar import RunPanel, StepsPanel
 from ftagent.tui.widgets.training import TrainingPanel
+from ftagent.tui.workers import EngineWorkers
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
@@ -28,7 +29,7 @@ STEP_GATES = {"train": ("training",), "eval": ("evaluation", "safety"),
               "deploy": ("deployment",)}
 
 
-class FtagentApp(App):
+class FtagentApp(EngineWorkers, App):
     """`runs_root`: where new runs go (default: $FTAGENT_RUNS_DIR or ./runs); `driver`:
     the workflow driver with drive()'s signature (default: agent.session.drive)."""
 
@@ -367,34 +368,6 @@ class FtagentApp(App):
 
     # ---- workers: the engine runs here, never on the UI thread -----------------------
 
-    def _emit(self, event: dict) -> None:
-        self.post_message(EngineEvent(event))
-
-    def _drive(self, run_dir: Path, policy, initial: dict | None) -> None:
-        driver = self.driver
-        if driver is None:
-            from ftagent.agent.service.session import drive as driver
-        try:
-            outcome = driver(run_dir, policy, initial, self._emit)
-        except Exception as exc:  # drive records node failures itself; this is the rest
-            self.post_message(TaskDone(error=f"{type(exc).__name__}: {exc}"))
-            outcome = None
-        self.post_message(RunEnded(outcome))
-
-    @work(thread=True, exclusive=True, group="engine")
-    def _start_run(self, goal: str, data: str, model: str | None, max_attempts: int) -> None:
-        from ftagent.agent.service.session import ApprovalPolicy, initial_state
-        from ftagent.tui.engine import InputError, create_workflow_run
-
-        try:
-            run_dir = create_workflow_run(goal, data, model, self.runs_root, max_attempts)
-        except InputError as exc:
-            self.post_message(TaskDone(error=str(exc)))
-            self.post_message(RunEnded(None))
-            return
-        self.post_message(RunCreated(run_dir))
-        self._drive(run_dir, ApprovalPolicy(), initial_state(run_dir))
-
     @work(thread=True, exclusive=True, group="engine")
     def _chat(self, line: str) -> None:
         """Free text goes to the conversational agent (agent/assistant.py): the intent
@@ -424,63 +397,6 @@ class FtagentApp(App):
             ctx = ChatContext(runs_root=self.runs_root, on_event=self._emit)
             self._bot = Assistant(ctx, load_settings())
         return self._bot
-
-    @work(thread=True, exclusive=True, group="engine")
-    def _resume(self, run: str | Path) -> None:
-        """`run`: an id typed by the person (looked up under the runs root only), or the
-        folder of a run the app itself listed (a Path)."""
-        from ftagent.agent.service.session import ApprovalPolicy
-        from ftagent.tui.engine import InputError, check_resumable, find_run_dir
-
-        try:
-            run_dir = run if isinstance(run, Path) else find_run_dir(run, self.runs_root)
-            check_resumable(run_dir)
-        except InputError as exc:
-            self.post_message(TaskDone(error=str(exc)))
-            self.post_message(RunEnded(None))
-            return
-        self.post_message(RunCreated(run_dir))
-        self._drive(run_dir, ApprovalPolicy(), None)
-
-    @work(thread=True, exclusive=True, group="engine")
-    def _decide(self, run_dir: Path, gate: str, decision: dict) -> None:
-        from ftagent.agent.graph.gates import DecisionError
-        from ftagent.tui.engine import one_decision
-
-        button = {"approve": "Approve (a)", "reject": "Reject (r)", "edit": "Edit (e)"}
-        try:
-            policy = one_decision(gate, **decision, source="tui",
-                                  detail=f"{button[decision['action']]} in the {gate} gate")
-        except DecisionError as exc:
-            self.post_message(TaskDone(error=str(exc)))
-            self.post_message(RunEnded(None))
-            return
-        self._drive(run_dir, policy, None)
-
-    @work(thread=True, exclusive=True, group="tasks")
-    def _side_task(self, kind: str, *args: str) -> None:
-        from ftagent.tui.engine import InputError, evaluate_models, validate_data
-
-        try:
-            if kind == "validate":
-                text, clean = validate_data(args[0], self.model_name)
-            else:
-                text = evaluate_models(*args)
-        except InputError as exc:
-            self.post_message(TaskDone(error=str(exc)))
-            return
-        except Exception as exc:  # a tool failing is news for the chat, not a crash
-            self.post_message(TaskDone(error=f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(TaskDone(text))
-
-    @work(thread=True, exclusive=True, group="scan")
-    def _scan_runs(self) -> None:
-        from ftagent.tui.engine import resumable_runs
-
-        runs = resumable_runs(self.runs_root)
-        if runs:
-            self.post_message(RunsFound(runs))
 
     # ---- messages from the workers -------------------------------------------------
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ftagent.tui.assistant_chat import AssistantChat
 from ftagent.tui.commands import COMMANDS, CommandError, ParsedCommand, help_markdown, parse
 from ftagent.tui.messages import EngineEvent, RunCreated, RunEnded, RunsFound, TaskDone
 from ftagent.tui.palette import FtagentCommands
@@ -29,7 +30,7 @@ STEP_GATES = {"train": ("training",), "eval": ("evaluation", "safety"),
               "deploy": ("deployment",)}
 
 
-class FtagentApp(EngineWorkers, App):
+class FtagentApp(EngineWorkers, AssistantChat, App):
     """`runs_root`: where new runs go (default: $FTAGENT_RUNS_DIR or ./runs); `driver`:
     the workflow driver with drive()'s signature (default: agent.session.drive)."""
 
@@ -110,13 +111,7 @@ class FtagentApp(EngineWorkers, App):
         box.remember(line)
         self.say(f"› {line}" if line.startswith("/") else line, role="user")
         if not line.startswith("/"):
-            try:
-                self._not_busy()
-            except CommandError as exc:
-                self.error(str(exc))
-                return
-            self.busy = True
-            self._chat(line)
+            self._send_to_assistant(line)
             return
         try:
             command = parse(line)
@@ -365,38 +360,6 @@ class FtagentApp(EngineWorkers, App):
                          "reason": "edited in the terminal app"})
         else:
             self.say(f"Config saved ({listed}).")
-
-    # ---- workers: the engine runs here, never on the UI thread -----------------------
-
-    @work(thread=True, exclusive=True, group="engine")
-    def _chat(self, line: str) -> None:
-        """Free text goes to the conversational agent (agent/assistant.py): the intent
-        parser, then the configured LLM, with the same tools as `ftagent chat`."""
-        try:
-            bot = self._assistant()
-            bot.ctx.run_dir, bot.ctx.last_outcome = self.run_dir, None
-            bot.ctx.data_path = bot.ctx.data_path or self.data_path
-            bot.ctx.model = bot.ctx.model or self.model_name
-            before = bot.ctx.run_dir
-            text = "".join(bot.reply(line))
-        except Exception as exc:  # the chat never takes the app down
-            self.post_message(TaskDone(error=f"{type(exc).__name__}: {exc}"))
-            self.post_message(RunEnded(None))
-            return
-        if bot.ctx.run_dir is not None and bot.ctx.run_dir != before:
-            self.post_message(RunCreated(bot.ctx.run_dir))
-        self.post_message(TaskDone(text))
-        self.post_message(RunEnded(bot.ctx.last_outcome))
-
-    def _assistant(self):
-        if getattr(self, "_bot", None) is None:
-            from ftagent.agent.chat.assistant import Assistant
-            from ftagent.agent.chat.llm import load_settings
-            from ftagent.agent.chat.tools import ChatContext
-
-            ctx = ChatContext(runs_root=self.runs_root, on_event=self._emit)
-            self._bot = Assistant(ctx, load_settings())
-        return self._bot
 
     # ---- messages from the workers -------------------------------------------------
 

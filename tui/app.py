@@ -15,13 +15,14 @@ from ftagent.tui.commands import COMMANDS, CommandError, ParsedCommand, help_mar
 from ftagent.tui.messages import EngineEvent, RunCreated, RunEnded, RunsFound, TaskDone
 from ftagent.tui.palette import FtagentCommands
 from ftagent.tui.screens.main import MainScreen
+from ftagent.tui.serving import Serving
 from ftagent.tui.steps import StepTracker
 from ftagent.tui.widgets.chat import ChatLog
 from ftagent.tui.widgets.command_input import CommandInput
 from ftagent.tui.widgets.sidebar import RunPanel, StepsPanel
 from ftagent.tui.widgets.training import TrainingPanel
 from ftagent.tui.workers import EngineWorkers
-from textual import on, work
+from textual import on
 from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Input
@@ -30,7 +31,7 @@ STEP_GATES = {"train": ("training",), "eval": ("evaluation", "safety"),
               "deploy": ("deployment",)}
 
 
-class FtagentApp(EngineWorkers, AssistantChat, App):
+class FtagentApp(EngineWorkers, AssistantChat, Serving, App):
     """`runs_root`: where new runs go (default: $FTAGENT_RUNS_DIR or ./runs); `driver`:
     the workflow driver with drive()'s signature (default: agent.session.drive)."""
 
@@ -217,49 +218,11 @@ class FtagentApp(EngineWorkers, AssistantChat, App):
     def cmd_clear(self) -> None:
         self.chat.clear()
 
-    def cmd_serve(self, action: str | None = None) -> None:
-        server = getattr(self, "server", None)
-        if action == "stop":
-            if server is None:
-                raise CommandError("nothing is being served")
-            server.stop()
-            self.server = None
-            self.say("Server stopped.")
-            return
-        if action is not None:
-            raise CommandError(f"unknown action '{action}'")
-        if server is not None:
-            self.say(f"Already serving at `{server.base_url}` (model `{server.model_id}`).")
-            return
-        merged = self.run_dir / "merged" if self.run_dir else None
-        if merged is None or not (merged / "config.json").exists():
-            raise CommandError("no merged model in this run yet: approve the run through "
-                               "the deployment step first")
-        self.say(f"Starting `ftagent serve {merged}` on 127.0.0.1…")
-        self._serve(merged)
-
-    @work(thread=True, exclusive=True, group="serve")
-    def _serve(self, merged: Path) -> None:
-        from ftagent.tools.serve.app import start_server_process
-
-        try:
-            self.server = start_server_process(merged, model_name=f"ftagent-{merged.parent.name}")
-        except RuntimeError as exc:
-            self.post_message(TaskDone(error=str(exc)))
-            return
-        url = self.server.base_url
-        self.post_message(TaskDone(
-            f"Serving **{self.server.model_id}** at `{url}` (OpenAI-compatible):\n\n"
-            f"```bash\ncurl {url}/chat/completions -H 'Content-Type: application/json' -d "
-            f"'{{\"model\": \"{self.server.model_id}\", \"messages\": [{{\"role\": "
-            f"\"user\", \"content\": \"Hello\"}}]}}'\n```\n\n`/serve stop` stops it."))
-
     def cmd_quit(self) -> None:
         self.exit()
 
     def on_unmount(self) -> None:
-        if getattr(self, "server", None) is not None:  # never leave a server behind
-            self.server.stop()
+        self._stop_server()  # never leave a server behind
 
     def _not_busy(self) -> None:
         if self.busy:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ftagent.tui.assistant_chat import AssistantChat
 from ftagent.tui.commands import COMMANDS, CommandError, ParsedCommand, help_markdown, parse
+from ftagent.tui.gates import STEP_GATES, GateHandling
 from ftagent.tui.messages import EngineEvent, RunCreated, RunEnded, RunsFound, TaskDone
 from ftagent.tui.palette import FtagentCommands
 from ftagent.tui.screens.main import MainScreen
@@ -27,11 +28,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Input
 
-STEP_GATES = {"train": ("training",), "eval": ("evaluation", "safety"),
-              "deploy": ("deployment",)}
 
-
-class FtagentApp(EngineWorkers, AssistantChat, Serving, App):
+class FtagentApp(EngineWorkers, AssistantChat, Serving, GateHandling, App):
     """`runs_root`: where new runs go (default: $FTAGENT_RUNS_DIR or ./runs); `driver`:
     the workflow driver with drive()'s signature (default: agent.session.drive)."""
 
@@ -263,66 +261,6 @@ class FtagentApp(EngineWorkers, AssistantChat, Serving, App):
             self._resume(self.run_dir)
         else:
             self.say("That step has no result in this run.")
-
-    # ---- gates ---------------------------------------------------------------------
-
-    def decide(self, decision: dict) -> None:
-        """Send the person's decision on the waiting gate; the driver resumes the graph."""
-        if not self.request or not self.run_dir:
-            self.error("no gate is waiting for a decision")
-            return
-        if self.busy:
-            self.error("the run is already going on")
-            return
-        gate, self.request = self.request["gate"], None
-        self.busy = self.deciding = True
-        self._decide(self.run_dir, gate, decision)
-
-    def _gate_answered(self, decision: dict | None) -> None:
-        if decision is None:
-            if self.request:
-                self.say(f"The run waits at gate **{self.request['gate']}**: `/approve`, "
-                         "`/reject REASON`, `/config`, or `ctrl+g` to see it again.")
-            return
-        self.decide(decision)
-
-    def action_show_gate(self) -> None:
-        if not self.request:
-            self.error("no gate is waiting for a decision")
-            return
-        if isinstance(self.screen, MainScreen):
-            from ftagent.tui.screens.gate import GateScreen
-
-            self.push_screen(GateScreen(self.request, self.run_dir), self._gate_answered)
-
-    def action_edit_config(self) -> None:
-        from ftagent.tui.screens.config_editor import ConfigEditorScreen
-
-        if not self.run_dir:
-            self.error("no run yet: the config is written after the dataset gate")
-            return
-        if self.busy:
-            self.error("the run is working; edit the config at its next gate")
-            return
-        path = self.run_dir / "config.yaml"
-        if not path.exists() and not self.request:
-            self.error("this run has no config.yaml")
-            return
-        gate = self.request["gate"] if self.request else None
-        self.push_screen(ConfigEditorScreen(path if path.exists() else None, gate),
-                         self._config_saved)
-
-    def _config_saved(self, changes: dict | None) -> None:
-        if changes is None:
-            return
-        listed = ", ".join(f"`{k}={v}`" for k, v in changes.items()) or "no changes"
-        if self.request and changes:
-            self.say(f"Config edited ({listed}): sent as the edit of gate "
-                     f"**{self.request['gate']}**.")
-            self.decide({"action": "edit", "changes": changes,
-                         "reason": "edited in the terminal app"})
-        else:
-            self.say(f"Config saved ({listed}).")
 
     # ---- messages from the workers -------------------------------------------------
 

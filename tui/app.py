@@ -396,16 +396,18 @@ class FtagentApp(App):
         self._drive(run_dir, ApprovalPolicy(), initial_state(run_dir))
 
     @work(thread=True, exclusive=True, group="engine")
-    def _chat(self, line: str) -> None:
-        """Free text goes to the conversational agent (agent/assistant.py): the intent
-        parser, then the configured LLM, with the same tools as `ftagent chat`."""
+    def _chat(self, line: str, yes: bool | None = None) -> None:
+        """Free text goes to the conversational agent (agent/chat/assistant.py): the intent
+        parser, then the configured LLM, with the same tools as `ftagent chat`. `yes`: the
+        person's answer in the dialog to the proposal the chat is paused on."""
         try:
             bot = self._assistant()
             bot.ctx.run_dir, bot.ctx.last_outcome = self.run_dir, None
             bot.ctx.data_path = bot.ctx.data_path or self.data_path
             bot.ctx.model = bot.ctx.model or self.model_name
             before = bot.ctx.run_dir
-            text = "".join(bot.reply(line))
+            text = "".join(bot.reply(line) if yes is None else bot.resume(yes, line))
+            proposal = bot.pending
         except Exception as exc:  # the chat never takes the app down
             self.post_message(TaskDone(error=f"{type(exc).__name__}: {exc}"))
             self.post_message(RunEnded(None))
@@ -414,6 +416,19 @@ class FtagentApp(App):
             self.post_message(RunCreated(bot.ctx.run_dir))
         self.post_message(TaskDone(text))
         self.post_message(RunEnded(bot.ctx.last_outcome))
+        if proposal is not None:  # only the person's yes in the dialog applies it
+            self.call_from_thread(self._confirm_proposal, proposal)
+
+    def _confirm_proposal(self, proposal: dict) -> None:
+        from ftagent.agent.chat.graph import proposal_markdown
+        from ftagent.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            self.busy = True
+            self._chat("Apply (y)" if yes else "Drop (n)", yes=bool(yes))
+
+        self.push_screen(ConfirmScreen(proposal_markdown(proposal), yes="Apply", no="Drop"),
+                         answered)
 
     def _assistant(self):
         if getattr(self, "_bot", None) is None:

@@ -85,9 +85,11 @@ def run_intent(ctx: T.ChatContext, intent: Intent) -> str:
 
 def isolated(fn, *args, **kwargs):
     """Run a tool outside the chat graph's context. A tool may drive the fine-tuning
-    workflow, itself a LangGraph graph with its own checkpointer; called inside a node it
-    would inherit this graph's config (a context variable) and run as its subgraph, so its
-    gate waits would surface as the chat's interrupts. An empty context keeps them apart."""
+    workflow, itself a LangGraph graph with its own checkpointer and interrupts. Called in a
+    node it would pick up this graph's config from a context variable: langgraph 1.2 drops
+    the inherited checkpoint keys when a graph is given its own thread_id, but callbacks,
+    tags and metadata still flow in (older versions ran it as this graph's subgraph). An
+    empty context keeps the workflow run independent of the chat turn that started it."""
     return contextvars.Context().run(fn, *args, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """The chat agent's LangGraph graph on the real workflow (tiny model): conversations kept in
 the SQLite checkpointer under $FTAGENT_HOME and continued after a restart (a new Assistant,
 a new process), and proposals that pause the graph with an interrupt and apply only when
-the person's resume says yes.
+the person's resume says yes: in the API, the `ftagent chat` REPL and the app's dialog.
 
 The LLM is the scripted fake chat model of tests/test_assistant.py (a remote tool-calling
 LLM cannot run here); the graph, the checkpointer, the tools and the runs are real."""
@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, ftagent
 from ftagent.agent.chat.assistant import Assistant
 from ftagent.agent.chat.graph import conversations_db
@@ -124,3 +125,27 @@ def test_the_repl_asks_before_applying_a_proposal(tmp_path):
     # It left with the second offer unanswered: the next session asks again first.
     out = chat("y\nstatus\nquit\n")
     assert "Set lora.r=8" in out.split("apply? [y/N]")[1] and "No run yet." in out
+
+
+@pytest.mark.asyncio
+async def test_the_app_asks_in_its_dialog_before_applying(tmp_path, monkeypatch):
+    from ftagent.tui.app import FtagentApp
+    from ftagent.tui.screens.confirm import ConfirmScreen
+    from test_tui import SIZE, laid_out, screen_text, submit, wait_for
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    app = FtagentApp(runs_root=tmp_path / "runs", offer_resume=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "would rank 4 be enough for this?")
+        await wait_for(pilot, lambda: laid_out(app, ConfirmScreen, "#yes"), 60, "the dialog")
+        assert "Set lora.r=4?" in screen_text(app) and app._bot.ctx.pending_config == {}
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: "Set lora.r=4 (was" in app.chat.text(), 60)
+        await submit(pilot, "would rank 8 be enough?")
+        await wait_for(pilot, lambda: laid_out(app, ConfirmScreen, "#no"), 60, "the dialog")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "Dropped; nothing changed." in app.chat.text(), 60)
+        assert app._bot.pending is None and app._bot.ctx.pending_config == {"lora.r": 4}
+        assert app._bot.actions == ["search_knowledge", "confirm", "search_knowledge",
+                                    "decline"]

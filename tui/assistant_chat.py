@@ -29,9 +29,10 @@ class AssistantChat:
         self._chat_with_assistant(line)
 
     @work(thread=True, exclusive=True, group="engine")
-    def _chat_with_assistant(self, line: str) -> None:
+    def _chat_with_assistant(self, line: str, yes: bool | None = None) -> None:
         """Send one chat line to the assistant and post its reply; a run the assistant
-        started or resumed is opened in the app, and RunEnded always follows."""
+        started or resumed is opened in the app, and RunEnded always follows. `yes`: the
+        person's answer in the dialog to the proposal the chat is paused on."""
         try:
             if self._bot is None:
                 from ftagent.agent.chat.assistant import Assistant
@@ -45,7 +46,8 @@ class AssistantChat:
             bot.ctx.data_path = bot.ctx.data_path or self.data_path
             bot.ctx.model = bot.ctx.model or self.model_name
             before = bot.ctx.run_dir
-            text = "".join(bot.reply(line))
+            text = "".join(bot.reply(line) if yes is None else bot.resume(yes, line))
+            proposal = bot.pending
         except Exception as exc:  # the chat never takes the app down
             self.post_message(TaskDone(error=f"{type(exc).__name__}: {exc}"))
             self.post_message(RunEnded(None))
@@ -54,3 +56,18 @@ class AssistantChat:
             self.post_message(RunCreated(bot.ctx.run_dir))
         self.post_message(TaskDone(text))
         self.post_message(RunEnded(bot.ctx.last_outcome))
+        if proposal is not None:  # only the person's yes in the dialog applies it
+            self.call_from_thread(self._confirm_proposal, proposal)
+
+    def _confirm_proposal(self, proposal: dict) -> None:
+        """The proposal the chat paused on, in the confirmation dialog; its answer resumes
+        the conversation."""
+        from ftagent.agent.chat.graph import proposal_markdown
+        from ftagent.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            self.busy = True
+            self._chat_with_assistant("Apply (y)" if yes else "Drop (n)", yes=bool(yes))
+
+        self.push_screen(ConfirmScreen(proposal_markdown(proposal), yes="Apply", no="Drop"),
+                         answered)

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 
-def _assistant(runs_dir: Path | None, run: str | None, as_json: bool = False):
+def _assistant(runs_dir: Path | None, run: str | None, thread: str | None = None,
+               as_json: bool = False):
     from ftagent.agent.chat.assistant import Assistant
     from ftagent.agent.chat.llm import load_settings
     from ftagent.agent.chat.tools import ChatContext
@@ -26,24 +27,54 @@ def _assistant(runs_dir: Path | None, run: str | None, as_json: bool = False):
         except RunError as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
-    return Assistant(ctx, load_settings())
+    return Assistant(ctx, load_settings(), thread_id=thread)
 
 
 RunsOpt = Annotated[Path | None, typer.Option(help="runs folder (default: ./runs)")]
 RunOpt = Annotated[str | None, typer.Option(help="continue the conversation about this run")]
+ThreadOpt = Annotated[str | None, typer.Option(
+    help="continue this conversation (kept in $FTAGENT_HOME/chat/conversations.sqlite)")]
 
 
-def chat_command(runs_dir: RunsOpt = None, run: RunOpt = None) -> None:
+def _say(pieces) -> None:
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def _confirm_pending(bot) -> bool:
+    """The chat is paused on a proposal: ask the person; only their "y" applies it.
+    False when they left without answering (it stays pending in the conversation)."""
+    from ftagent.agent.chat.graph import proposal_markdown
+
+    while (proposal := bot.pending) is not None:
+        typer.echo(proposal_markdown(proposal))
+        try:
+            said = input("apply? [y/N] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            typer.echo("")
+            return False
+        sys.stdout.write("ftagent> ")
+        _say(bot.resume(said.lower() in ("y", "yes"), said or "no"))
+    return True
+
+
+def chat_command(runs_dir: RunsOpt = None, run: RunOpt = None,
+                 thread: ThreadOpt = None) -> None:
     """Talk to the assistant: start and steer a workflow, answer gates, ask questions.
     Works with no LLM (commands and the knowledge base), a local model, or any
     OpenAI-compatible endpoint (`ftagent config llm`)."""
     from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
-    bot = _assistant(runs_dir, run)
+    bot = _assistant(runs_dir, run, thread)
     typer.echo(f"ftagent chat — LLM: {bot.settings.describe()}. Type 'help', or 'quit' to "
-               "leave.")
+               f"leave. Conversation {bot.thread_id} (continue it with --thread "
+               f"{bot.thread_id}).")
     while True:
+        if not _confirm_pending(bot):
+            return
         try:
             line = input("you> ").strip()
         except (EOFError, KeyboardInterrupt):
@@ -54,26 +85,25 @@ def chat_command(runs_dir: RunsOpt = None, run: RunOpt = None) -> None:
         if not line:
             continue
         sys.stdout.write("ftagent> ")
-        for piece in bot.reply(line):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
+        _say(bot.reply(line))
 
 
 def ask_command(
     question: Annotated[str, typer.Argument(help="a question or a request")],
     runs_dir: RunsOpt = None,
     run: RunOpt = None,
+    thread: ThreadOpt = None,
 ) -> None:
-    """One answer (or one action) and exit."""
+    """One answer (or one action) and exit; --thread continues a conversation."""
     from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
-    bot = _assistant(runs_dir, run)
-    for piece in bot.reply(question):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    bot = _assistant(runs_dir, run, thread)
+    _say(bot.reply(question))
+    if bot.pending is not None:
+        typer.echo(f"(a proposal waits for you: ftagent ask --thread {bot.thread_id} yes, "
+                   "or no)")
+    typer.echo(f"conversation: {bot.thread_id}", err=True)
 
 
 def llm_command(

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LLM: {settings.describe()}")
     for i, conv in enumerate(convs):
         ctx = ChatContext(runs_root=work / f"runs-{i}", model=str(model))
-        bot = Assistant(ctx, settings)
+        bot = Assistant(ctx, settings, db_path=work / "conversations.sqlite")
         started, replies = time.time(), []
         for turn in conv["turns"]:
             text = turn.format(data=data, model=model)

@@ -1,21 +1,15 @@
-"""What the app asks of the engine, in plain functions it calls from thread workers:
-make a run and decide one gate (agent.workspace, shared with the chat), find runs to resume,
-validate data and compare models. No Textual here; the workflow itself is
-`agent.session.drive`, injected into the app."""
+"""What the app shows of the engine, in plain functions it calls from thread workers: a
+run's side-panel facts, the runs to resume, a data validation and a model comparison as
+Markdown. Making runs, deciding gates and driving the workflow are the service's
+(agent/service/), the same calls the command line and the chat make. No Textual here."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ftagent.agent.service.runs import read_events  # noqa: F401 - the app imports it from here
-from ftagent.agent.service.workspace import (  # noqa: F401 - the app imports them from here
-    RESUMABLE,
-    InputError,
-    OneDecision,
-    create_workflow_run,
-    one_decision,
-)
+from ftagent.agent.service.new_run import InputError
+from ftagent.agent.service.runs import RESUMABLE
 
 
 def run_info(run_dir: Path) -> dict:

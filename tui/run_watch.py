@@ -22,7 +22,8 @@ class RunWatching:
     def _open(self, run_dir: Path, replay: bool = True) -> None:
         """Make `run_dir` the app's current run; its step list is rebuilt from the events
         it already has, so a resumed run shows the steps done before."""
-        from ftagent.tui.engine import read_events, run_info
+        from ftagent.agent.service.runs import read_events
+        from ftagent.tui.engine import run_info
 
         self.run_dir = Path(run_dir)
         self.tracker = StepTracker.from_events(read_events(run_dir)) if replay else StepTracker()
@@ -140,7 +141,7 @@ class RunWatching:
 
     def _waiting_request(self, run_dir: Path) -> dict | None:
         """A waiting run's gate request, from its last `gate_waiting` event."""
-        from ftagent.tui.engine import read_events
+        from ftagent.agent.service.runs import read_events
 
         if self.info.get("status") != "waiting":
             return None

@@ -39,8 +39,8 @@ class EngineWorkers:
 
     @work(thread=True, exclusive=True, group="engine")
     def _start_run(self, goal: str, data: str, model: str | None, max_attempts: int) -> None:
+        from ftagent.agent.service.new_run import InputError, create_workflow_run
         from ftagent.agent.service.session import ApprovalPolicy, initial_state
-        from ftagent.tui.engine import InputError, create_workflow_run
 
         try:
             run_dir = create_workflow_run(goal, data, model, self.runs_root, max_attempts)
@@ -73,7 +73,7 @@ class EngineWorkers:
         """Record the person's decision on `gate` (as the audit trail names the button),
         then let the driver resume the graph with it."""
         from ftagent.agent.graph.gates import DecisionError
-        from ftagent.tui.engine import one_decision
+        from ftagent.agent.service.decisions import one_decision
 
         button = {"approve": "Approve (a)", "reject": "Reject (r)", "edit": "Edit (e)"}
         try:

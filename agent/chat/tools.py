@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ftagent.agent.service.workspace import InputError
+from ftagent.agent.service.new_run import InputError
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -61,8 +61,8 @@ def start_workflow(ctx: ChatContext, goal: str = "", data_path: str = "",
                    model: str = "") -> str:
     """Start the fine-tuning workflow for a goal on a data file (JSONL/CSV/Parquet); runs
     until the first quality gate. Asks for whatever is missing instead of guessing."""
+    from ftagent.agent.service.new_run import create_workflow_run
     from ftagent.agent.service.session import ApprovalPolicy, initial_state
-    from ftagent.agent.service.workspace import create_workflow_run
 
     ctx.goal = goal or ctx.goal
     ctx.data_path = data_path or ctx.data_path
@@ -101,7 +101,7 @@ def decide_gate(ctx: ChatContext, action: str, reason: str = "", gate: str = "",
     """Approve, reject (with the reason, which the workflow uses) or edit the waiting gate:
     for the person only. Called on an LLM's behalf it becomes a proposal."""
     from ftagent.agent.graph.gates import GATE_EDITS, DecisionError
-    from ftagent.agent.service.workspace import one_decision
+    from ftagent.agent.service.decisions import one_decision
 
     waiting = ctx.waiting_gate()
     if waiting is None:

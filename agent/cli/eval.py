@@ -35,7 +35,7 @@ def eval_command(
     probes; writes report.json, report.md and metrics.png."""
     from ftagent.agent.cli.console import verdict_table
     from ftagent.agent.service.evaluation import compare_models, run_inputs
-    from ftagent.agent.service.workspace import InputError
+    from ftagent.agent.service.new_run import InputError
     from rich.console import Console
 
     labels: list[str] = []
@@ -73,7 +73,7 @@ def eval_command(
 
 def _judge(judge_url: str | None, judge_model: str | None):
     """The LLM judge from the flags over $FTAGENT_JUDGE_*; None leaves the environment's."""
-    from ftagent.agent.service.workspace import InputError
+    from ftagent.agent.service.new_run import InputError
     from ftagent.tools.evaluate.judge import JudgeEndpoint
 
     endpoint = JudgeEndpoint.from_env()
@@ -87,8 +87,8 @@ def _judge(judge_url: str | None, judge_model: str | None):
 
 
 def _run_folder(run: str) -> Path:
+    from ftagent.agent.service.new_run import InputError
     from ftagent.agent.service.runs import RunError, find_run
-    from ftagent.agent.service.workspace import InputError
 
     if Path(run).is_dir():
         return Path(run)

@@ -121,9 +121,9 @@ def start_run(
 ) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from ftagent.agent.cli.console import EventPrinter
+    from ftagent.agent.service.new_run import InputError, create_workflow_run
     from ftagent.agent.service.runs import new_run_id
     from ftagent.agent.service.session import drive, initial_state
-    from ftagent.agent.service.workspace import InputError, create_workflow_run
     from ftagent.tools.paths import default_runs_dir
 
     policy = _policy(approve, policy_file=policy_file)

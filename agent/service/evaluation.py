@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from ftagent.agent.service.workspace import InputError
+from ftagent.agent.service.new_run import InputError
 
 
 def run_inputs(folder: Path) -> dict:

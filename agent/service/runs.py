@@ -178,6 +178,9 @@ def effective_status(manifest: dict) -> str:
     return status
 
 
+RESUMABLE = ("interrupted", "waiting", "failed")  # stopped before the end: resume continues
+
+
 def check_resumable(folder: Path, name: str | None = None,
                     answers: tuple[str, ...] = ()) -> dict:
     """The manifest of a run that may be continued, else RunError in one line: the guard

@@ -1,44 +1,17 @@
-"""What a conversation (chat REPL, TUI) asks of the engine, as plain functions: make a run
-with the same checks as `ftagent run`, decide one gate, describe and list runs. The workflow
-itself is `agent.session.drive`. No Textual here."""
+"""Making a run from what a person typed, with the same checks for the command line, the
+terminal app and the chat: a goal, data that validates with enough usable examples, and a
+model that resolves. Bad input is an `InputError` (one line) and makes no run folder.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ftagent.agent.graph.gates import GateDecision, GateRequest
-from ftagent.agent.service.session import ApprovalPolicy
-
-RESUMABLE = ("interrupted", "waiting", "failed")
 MIN_EXAMPLES = 10  # fewer usable examples than this cannot be split and trained
 
 
 class InputError(ValueError):
     """Bad input from the person: shown as one line, no run folder is made."""
-
-
-class OneDecision(ApprovalPolicy):
-    """Answers the waiting gate once, as the person decided; any later gate (the same one
-    again after a re-plan or a retrain, too) waits for the person."""
-
-    gate: str
-    decision: GateDecision | None = None
-
-    def decide(self, request: GateRequest) -> GateDecision | None:
-        if request.gate == self.gate and self.decision is not None:
-            decision, self.decision = self.decision, None
-            return decision
-        return None
-
-
-def one_decision(gate: str, action: str, reason: str = "", changes: dict | None = None,
-                 source: str = "unrecorded", detail: str = "",
-                 proposed_by: str | None = None) -> OneDecision:
-    """The person's decision on the waiting gate. Raises DecisionError (naming the key and
-    the allowed ones) for an edit the gate does not accept."""
-    return OneDecision(gate=gate, decision=GateDecision(
-        action=action, reason=reason, changes=changes or {}, gate=gate, source=source,
-        detail=detail, proposed_by=proposed_by))
 
 
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
@@ -81,4 +54,3 @@ def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_roo
         return create_run(target, run_id, inputs)
     except RunError as exc:
         raise InputError(str(exc)) from None
-

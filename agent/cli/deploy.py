@@ -88,24 +88,7 @@ def merge_command(
     from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
-    info: dict = {}
-    if run:
-        folder = _run_folder(run)
-        info = run_info(folder)
-        if info["adapter"] is None:
-            raise fail(f"{folder} has no trained adapter yet: finish training first")
-        base = base or info["base"]
-        adapter = adapter or info["adapter"]
-        out = out or folder / "merged"
-        test = test or (Path(info["test"]) if info["test"] else None)
-    if not (base and adapter and out):
-        raise fail("give --run RUN, or --base, --adapter and --out")
-    if out.exists() and any(out.iterdir()):
-        raise fail(f"{out} already exists; a finished output is never overwritten: choose "
-                    "another --out" + (f" (export it with: ftagent export --run {run} --gguf)"
-                                       if run else ""))
-    if test is not None and not test.is_file():
-        raise fail(f"--test {test}: not found")
+    base, adapter, out, test, info = _merge_inputs(run, base, adapter, out, test)
     from ftagent.tools.deploy.merge import (
         MergeResult,
         check_adapter,
@@ -143,22 +126,50 @@ def merge_command(
                      config=info.get("config"), eval_report=info.get("eval_report"),
                      merge=result.model_dump(), verification=check.model_dump(), **commands)
     ok = check.ok and (loaded is None or loaded["ok"])
-    if as_json:
-        typer.echo(json.dumps({"ok": ok, "merge": result.model_dump(),
-                               "verification": check.model_dump(), "load": loaded, **commands}))
-    else:
-        typer.echo(f"merged into {out} ({result.dtype}); adapter kept at {result.adapter}")
-        if result.note:
-            typer.echo(f"note: {result.note}")
-        typer.echo(check.summary())
-        if loaded is not None:
-            typer.echo(f"loads with plain transformers: {loaded['answer']!r}" if loaded["ok"]
-                       else f"load check failed: {loaded['error']}")
-        typer.echo("serve with vLLM:\n  " + "\n  ".join(commands["vllm"]))
-        typer.echo(f"GGUF for llama.cpp/Ollama: ftagent export {out} --gguf")
+    _say_merged(as_json, ok, out, result, check, loaded, commands)
     if not ok:
         raise fail(f"the merged folder {out} failed its checks; inspect it, then delete it "
                     "before merging again", EXIT_FAILED)
+
+
+def _merge_inputs(run, base, adapter, out, test):
+    """Base, adapter, output and test file from the flags, a run filling in what was not
+    given; refuses a missing input or an output that already holds something."""
+    info: dict = {}
+    if run:
+        folder = _run_folder(run)
+        info = run_info(folder)
+        if info["adapter"] is None:
+            raise fail(f"{folder} has no trained adapter yet: finish training first")
+        base = base or info["base"]
+        adapter = adapter or info["adapter"]
+        out = out or folder / "merged"
+        test = test or (Path(info["test"]) if info["test"] else None)
+    if not (base and adapter and out):
+        raise fail("give --run RUN, or --base, --adapter and --out")
+    if out.exists() and any(out.iterdir()):
+        raise fail(f"{out} already exists; a finished output is never overwritten: choose "
+                    "another --out" + (f" (export it with: ftagent export --run {run} --gguf)"
+                                       if run else ""))
+    if test is not None and not test.is_file():
+        raise fail(f"--test {test}: not found")
+    return base, adapter, out, test, info
+
+
+def _say_merged(as_json: bool, ok: bool, out: Path, result, check, loaded, commands) -> None:
+    if as_json:
+        typer.echo(json.dumps({"ok": ok, "merge": result.model_dump(),
+                               "verification": check.model_dump(), "load": loaded, **commands}))
+        return
+    typer.echo(f"merged into {out} ({result.dtype}); adapter kept at {result.adapter}")
+    if result.note:
+        typer.echo(f"note: {result.note}")
+    typer.echo(check.summary())
+    if loaded is not None:
+        typer.echo(f"loads with plain transformers: {loaded['answer']!r}" if loaded["ok"]
+                   else f"load check failed: {loaded['error']}")
+    typer.echo("serve with vLLM:\n  " + "\n  ".join(commands["vllm"]))
+    typer.echo(f"GGUF for llama.cpp/Ollama: ftagent export {out} --gguf")
 
 
 def _serving_commands(merged: Path, base: Path, adapter: Path, name: str) -> dict:

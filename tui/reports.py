@@ -6,13 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ftagent.agent.service.outcome import (
-    comparison_markdown,  # noqa: F401 - the app's import
-    from_values,
-    keep_lines,
-    markdown,
-    node_summary,
-)
+from ftagent.agent.service.outcome import Outcome, keep_lines, markdown, node_summary
 
 DOC_EVIDENCE = {"strategy": "plan", "dataset": "report", "evaluation": "report",
                 "safety": "report"}
@@ -88,7 +82,7 @@ def gate_markdown(request: dict, run_dir: Path | None = None) -> str:
 
 def final_markdown(status: str, values: dict, run_dir: Path) -> str:
     """What the chat shows when the driver returns done, rejected or failed."""
-    return markdown(from_values(status, values, run_dir))
+    return markdown(Outcome(status, Path(run_dir).name, Path(run_dir), values=values))
 
 
 def latest_attempt(run_dir: Path) -> Path | None:

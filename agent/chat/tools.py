@@ -46,12 +46,12 @@ class ChatContext(BaseModel):
 
 
 def _drive(ctx: ChatContext, policy, initial: dict | None = None) -> str:
-    from ftagent.agent.service.outcome import chat_text, describe
+    from ftagent.agent.service.outcome import chat_text
     from ftagent.agent.service.session import drive
 
     outcome = drive(ctx.run_dir, policy, initial, ctx.on_event)
     ctx.last_outcome = outcome
-    return chat_text(describe(outcome))
+    return chat_text(outcome)
 
 
 # ---------------------------------------------------------------- the tools

@@ -81,7 +81,6 @@ def _policy(
 
 def _report(outcome, as_json: bool) -> None:
     from ftagent.agent.cli.console import comparison_table, verdict_table
-    from ftagent.agent.service.outcome import describe
     from rich.console import Console
 
     if as_json:
@@ -93,8 +92,7 @@ def _report(outcome, as_json: bool) -> None:
         console.print(verdict_table(rows, ev["n_test"]))
     elif ev:
         console.print(comparison_table(ev))
-    facts = describe(outcome)
-    commands = "\n".join(f"  {c}" for c in facts.next_commands())
+    commands = "\n".join(f"  {c}" for c in outcome.next_commands())
     if outcome.status == "waiting":
         if outcome.unmet:
             console.print(f"[yellow]Policy not met[/] — {outcome.unmet}")

@@ -1,9 +1,9 @@
 """What a run says when it stops, in one place for the three front ends.
 
-`describe()` gathers the facts of a driver's outcome (status, the waiting gate's question,
-the scores, the verdict, the deployment, what to type next); `chat_text()` and
-`markdown()` render them for the chat and the terminal app, and the command line draws
-the same facts as rich tables (`agent/cli/console.py`). The one-line summary of each
+`Outcome` is where a drive stopped, with the facts every front end shows (the waiting
+gate's question, the scores, what to type next); `chat_text()` and `markdown()` render it
+for the chat and the terminal app, and the command line draws the same facts as rich
+tables (`agent/cli/console.py`). The one-line summary of each
 finished node and the metric order of a base-vs-tuned table live here too, so a new
 metric or node is described once.
 """
@@ -41,23 +41,22 @@ def node_summary(event: dict) -> str:
 
 
 @dataclass
-class RunOutcome:
-    """The facts of a stopped run, read from the driver's `Outcome` (or a run's values)."""
+class Outcome:
+    """Where a drive stopped (agent.service.session.drive returns one), with the facts
+    every front end shows."""
 
     status: str  # done | waiting | rejected | failed
     run_id: str
     run_dir: Path
     gate: str | None = None
-    request: dict = field(default_factory=dict)
+    request: dict | None = None
     error: str | None = None
-    unmet: str = ""
-    eval_report: dict | None = None
-    verdict: dict = field(default_factory=dict)
-    deployment: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)  # the graph's state when it stopped
+    unmet: str = ""  # waiting: the policy rule that did not hold, if a policy file decided
 
     def score_line(self) -> str:
         """'accuracy: base 0.080 -> tuned 0.880.' or '' before an evaluation."""
-        ev = self.eval_report or {}
+        ev = self.values.get("eval_report") or {}
         m = ev.get("primary_metric")
         base, tuned = (ev.get("base") or {}).get(m), (ev.get("tuned") or {}).get(m)
         if m is None or base is None or tuned is None:
@@ -74,27 +73,10 @@ class RunOutcome:
         return []
 
 
-def describe(outcome) -> RunOutcome:
-    """The facts of a driver's `Outcome` (agent.service.session)."""
-    return from_values(outcome.status, outcome.values, outcome.run_dir, outcome.run_id,
-                       gate=outcome.gate, request=outcome.request, error=outcome.error,
-                       unmet=outcome.unmet)
-
-
-def from_values(status: str, values: dict, run_dir: Path, run_id: str | None = None,
-                **stopped) -> RunOutcome:
-    """The facts of a run from its graph values (what the terminal app keeps)."""
-    return RunOutcome(status=status, run_id=run_id or Path(run_dir).name, run_dir=Path(run_dir),
-                      eval_report=values.get("eval_report"),
-                      verdict=values.get("verdict") or {},
-                      deployment=values.get("deployment") or {},
-                      request=stopped.pop("request", None) or {}, **stopped)
-
-
-def chat_text(o: RunOutcome) -> str:
+def chat_text(o: Outcome) -> str:
     """The chat's reply when a drive returns: short, with what to say next."""
     if o.status == "waiting":
-        r = o.request
+        r = o.request or {}
         mark = "passed" if r.get("passed") else "FAILED"
         return (f"Waiting at gate **{r.get('gate')}** ({r.get('title')}; automatic check "
                 f"{mark}).\n\n{r.get('summary', '')}\n\n{r.get('question', '')} Say "
@@ -106,8 +88,9 @@ def chat_text(o: RunOutcome) -> str:
     text = f"Run {o.run_id} is done."
     if score := o.score_line():
         text += f" {score}"
-    if o.deployment.get("merged"):
-        text += f" Merged model: {o.deployment['merged']}."
+    merged = (o.values.get("deployment") or {}).get("merged")
+    if merged:
+        text += f" Merged model: {merged}."
     return text
 
 
@@ -123,14 +106,15 @@ def comparison_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(o: RunOutcome) -> str:
+def markdown(o: Outcome) -> str:
     """The terminal app's report when a run ends done, rejected or failed."""
     parts = [f"## Run {o.status}"]
-    if o.eval_report:
-        parts.append(comparison_markdown(o.eval_report))
-    if o.verdict.get("summary"):
-        parts.append(keep_lines(o.verdict["summary"]))
-    d = o.deployment
+    if o.values.get("eval_report"):
+        parts.append(comparison_markdown(o.values["eval_report"]))
+    verdict = o.values.get("verdict") or {}
+    if verdict.get("summary"):
+        parts.append(keep_lines(verdict["summary"]))
+    d = o.values.get("deployment") or {}
     if d.get("merged"):
         said = f"answered {d.get('answer')!r}" if d.get("ok") else f"failed: {d.get('error')}"
         parts.append(f"Merged model: `{d['merged']}` ({said})  \nAdapter: `{d.get('adapter')}`")

@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftagent.agent.graph.gates import GATES, DecisionError, GateDecision, GateRequest, check_changes
+from ftagent.agent.service.outcome import Outcome
 from ftagent.agent.service.runs import STATE_DB, append_event, read_manifest, update_manifest
 from pydantic import BaseModel, Field
 
@@ -82,18 +82,6 @@ class ApprovalPolicy(BaseModel):
     def unmet(self) -> str:
         """Why the last gate was left for a person (policy files say which rule)."""
         return ""
-
-
-@dataclass
-class Outcome:
-    status: str  # done | waiting | rejected | failed
-    run_id: str
-    run_dir: Path
-    gate: str | None = None
-    request: dict | None = None
-    error: str | None = None
-    values: dict = field(default_factory=dict)
-    unmet: str = ""  # waiting: the policy rule that did not hold, if a policy file decided
 
 
 def _summary(update) -> dict:

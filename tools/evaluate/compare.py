@@ -148,7 +148,8 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
           train_answers=None) -> tuple[ModelScores, list[str], list[dict]]:
     from ftagent.tools.evaluate.generation import generate
     from ftagent.tools.evaluate.metrics import metrics_for
-    from ftagent.tools.evaluate.probes import multiple_choice_accuracy, refusal_rates
+    from ftagent.tools.evaluate.multiple_choice import multiple_choice_accuracy
+    from ftagent.tools.evaluate.refusal import refusal_rates
 
     loss = completion_loss(model, tokenizer, rows)
     answers = generate(model, tokenizer, [r["messages"][:-1] for r in rows], max_new_tokens)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ftagent.tools.evaluate.compare import EvalReport
-from ftagent.tools.evaluate.probes import SafetyLimits
+from ftagent.tools.evaluate.probe_verdicts import SafetyLimits
 from pydantic import BaseModel
 
 FORGETTING_TOLERANCE = 2.0  # ARC-Easy points the tuned model may lose before it is flagged
@@ -125,7 +125,7 @@ def rows_markdown(rows: list[TargetRow]) -> str:
 
 def judge(report: EvalReport, targets: dict) -> Verdict:
     """`targets`: a plan's Targets as a dict (min_gain, floors, loss_must_drop, safety...)."""
-    from ftagent.tools.evaluate.probes import regression_check, safety_check
+    from ftagent.tools.evaluate.probe_verdicts import regression_check, safety_check
 
     limits = SafetyLimits(**(targets.get("safety") or {}))
     rows = target_rows(report, targets, limits)

@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ftagent.tools.config.openai_jobs import from_openai_job
-from ftagent.tools.config.train_config import TrainConfig
-from ftagent.tools.config.translate import (
-    PLACEHOLDER,
-    ConfigImportError,
-    detect_format,
-    from_axolotl,
+from ftagent.tools.config.axolotl import from_axolotl, to_axolotl
+from ftagent.tools.config.imported import PLACEHOLDER, ConfigImportError
+from ftagent.tools.config.llamafactory import (
     from_llamafactory,
     llamafactory_dataset_info,
-    load_foreign,
-    to_axolotl,
     to_llamafactory,
 )
+from ftagent.tools.config.openai_jobs import from_openai_job
+from ftagent.tools.config.train_config import TrainConfig
+from ftagent.tools.config.translate import detect_format, load_foreign
 
 ASSETS = Path(__file__).parent / "assets" / "foreign"
 CHAT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}

@@ -6,7 +6,8 @@ import pytest
 from conftest import DEMO_DATA, write_jsonl
 from ftagent.tools.data import DataError, PrepareOptions, prepare_dataset, validate_dataset
 from ftagent.tools.data.checks import pii_kinds
-from ftagent.tools.data.prepare import Item, stratified_group_split
+from ftagent.tools.data.rows import Item
+from ftagent.tools.data.splits import stratified_group_split
 
 NO_NEARDUP = PrepareOptions(near_dup_threshold=None)
 

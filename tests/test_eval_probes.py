@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from ftagent.tools.evaluate.probes import (
-    SafetyLimits,
+from ftagent.tools.evaluate.multiple_choice import (
     _option_logprobs,
+    mc_context,
+    multiple_choice_scores,
+)
+from ftagent.tools.evaluate.probe_verdicts import SafetyLimits, regression_check, safety_check
+from ftagent.tools.evaluate.probes import load_probes
+from ftagent.tools.evaluate.refusal import (
     is_label_only,
     is_refusal,
     label_answer,
-    load_probes,
-    mc_context,
-    multiple_choice_scores,
     refusal_rates,
-    regression_check,
-    safety_check,
 )
 
 REFUSALS = [

@@ -13,24 +13,25 @@ import pytest
 from ftagent.tools.config.train_config import QuantSettings, TrainConfig
 from ftagent.tools.hardware import GPU, Hardware
 from ftagent.tools.plan.estimate import shape_from_config
-from ftagent.tools.train.preflight import (
-    CONSTRAINTS,
-    SUPPORTED,
-    PreflightReport,
-    check_bf16,
-    check_cuda,
+from ftagent.tools.train.capacity_checks import (
     check_disk,
-    check_qlora,
-    check_version,
     disk_needed_bytes,
     estimate_run,
-    format_report,
     memory_fixes,
-    preflight,
+)
+from ftagent.tools.train.check_result import PreflightReport
+from ftagent.tools.train.environment_checks import (
+    CONSTRAINTS,
+    SUPPORTED,
+    check_bf16,
+    check_cuda,
+    check_qlora,
+    check_version,
     qlora_check,
     read_tested_versions,
     version_checks,
 )
+from ftagent.tools.train.preflight import format_report, preflight
 
 T4 = GPU(name="Tesla T4", memory_gb=15.0, compute_capability="7.5", bf16=False)
 

@@ -24,7 +24,8 @@ from ftagent.tools.data.safety_mix import (
     trim_to_words,
     whole_sentences,
 )
-from ftagent.tools.evaluate.probes import is_refusal, load_probes
+from ftagent.tools.evaluate.probes import load_probes
+from ftagent.tools.evaluate.refusal import is_refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = Path(__file__).parent / "assets" / "probe_sources"

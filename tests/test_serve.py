@@ -306,3 +306,25 @@ def test_cli_serves_the_bundled_model_end_to_end(smollm_cli, bundled_model):
                                             stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream) == answers[1]
     assert httpx.get(f"http://127.0.0.1:{port}/stats").json()["max_batch_seen"] > 1
+
+
+def test_both_entry_points_take_the_options_table():
+    """`python -m ftagent.tools.serve` (argparse) and `ftagent serve` (typer) are built
+    from one table: the same options, defaults and settings, and a mismatch is refused."""
+    import inspect
+
+    from ftagent.agent.cli.serve import serve_command
+    from ftagent.tools.serve.options import DEFAULTS, HELP, build_parser, settings_from
+
+    params = inspect.signature(serve_command).parameters
+    assert set(params) == set(HELP)
+    ap = build_parser("serve", "")
+    parsed = vars(ap.parse_args(["m", "--no-batching", "--port", "9", "--api-key", "k"]))
+    assert set(parsed) == set(HELP)
+    settings = settings_from(parsed)
+    assert (settings.max_batch_size, settings.port, settings.api_key) == (1, 9, "k")
+    for name, param in params.items():
+        if name not in ("model_dir", "no_batching", "api_key"):
+            assert param.default == getattr(DEFAULTS, name) == ap.get_default(name), name
+    with pytest.raises(ValueError, match="unknown \\['extra'\\]"):
+        settings_from(parsed | {"extra": 1})

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ftagent.tools.evaluate.diagnose import FORGETTING_POINTS, flat, overfitting, still_falling
-from ftagent.tools.evaluate.probes import SafetyLimits
+from ftagent.tools.evaluate.probe_verdicts import SafetyLimits
 from ftagent.tools.train.metrics import current_rows, read_metrics
 from ftagent.tools.train.sanity import SPIKE_WINDOW
 from pydantic import BaseModel, Field

@@ -193,14 +193,9 @@ def import_config(
 ) -> None:
     """Translate another tool's training config to an ftagent config; prints what did not
     translate."""
+    from ftagent.tools.config.imported import ConfigImportError
     from ftagent.tools.config.train_config import save_config
-    from ftagent.tools.config.translate import (
-        FORMATS,
-        ConfigImportError,
-        convert,
-        detect_format,
-        read_foreign,
-    )
+    from ftagent.tools.config.translate import FORMATS, convert, detect_format, read_foreign
 
     _check_free(out, force)
     if fmt and fmt not in FORMATS:
@@ -235,12 +230,9 @@ def export(
     """Write an ftagent config as a LLaMA-Factory or Axolotl YAML."""
     import yaml
     from ftagent.tools.atomic import write_text
-    from ftagent.tools.config.translate import (
-        export_notes,
-        llamafactory_dataset_info,
-        to_axolotl,
-        to_llamafactory,
-    )
+    from ftagent.tools.config.axolotl import to_axolotl
+    from ftagent.tools.config.llamafactory import llamafactory_dataset_info, to_llamafactory
+    from ftagent.tools.config.translate import export_notes
 
     writers = {"llamafactory": to_llamafactory, "axolotl": to_axolotl}
     if to not in writers:

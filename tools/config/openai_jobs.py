@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ftagent.tools.atomic import write_jsonl
+from ftagent.tools.config.imported import ConfigImportError, Imported, Keys, build_imported
 from ftagent.tools.config.train_config import TrainConfig, default_config
-from ftagent.tools.config.translate import ConfigImportError, Imported, Keys, build_imported
 from pydantic import BaseModel
 
 OPENAI_BASE_LR = 2e-4  # the usual LoRA learning rate; OpenAI's own base rate is undisclosed

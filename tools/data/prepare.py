@@ -4,57 +4,31 @@ report. The input files are only ever read; every dropped row goes to rejected.j
 from __future__ import annotations
 
 import hashlib
-import random
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import orjson
 from ftagent.tools.atomic import write_json, write_text
 from ftagent.tools.data import checks as C
-from ftagent.tools.data.readers import ReadError, expand_paths, read_records
-from ftagent.tools.data.report import DataReport, Tally, to_markdown
-from ftagent.tools.data.schema import (
-    RowError,
-    convert,
-    detect_schema,
-    label_prompt,
-    schema_from_override,
+from ftagent.tools.data.dataset_checks import (
+    MAX_LABEL_WORDS,
+    MAX_LABELS,
+    finish_report,
+    previews_checked,
 )
-from pydantic import BaseModel
-
-SAMPLE_FOR_DETECTION = 200
-# Short, repeated answers read as a label set (e.g. intents in chat form).
-MAX_LABELS, MAX_LABEL_WORDS = 50, 4
-MIN_EXAMPLES = {"classification": 200, "generation": 100, "preference": 100}
-IMBALANCE = 10.0
-
-
-class PrepareOptions(BaseModel):
-    schema_name: str | None = None  # override auto-detection
-    columns: dict[str, str] = {}  # canonical role -> source column, with schema_name
-    model: str | None = None  # tokenizer for token lengths and the loss preview
-    max_length: int = 1024
-    overlong: Literal["drop", "truncate"] = "drop"
-    near_dup_threshold: float | None = 0.85  # None turns near-dup detection off
-    seed: int = 42
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    test_file: str | None = None  # a user-supplied test set is used as is
-    preview: int = 3
-
-
-class DataError(ValueError):
-    """Input that cannot be used at all (no file, no rows, unknown schema)."""
-
-
-@dataclass
-class Item:
-    ref: str
-    example: dict
-    raw: dict | None
-    label: str | None = None
+from ftagent.tools.data.report import DataReport, Tally, to_markdown
+from ftagent.tools.data.rows import (
+    DataError,
+    Item,
+    PrepareOptions,
+    fingerprint,
+    iter_checked,
+    open_records,
+)
+from ftagent.tools.data.schema import label_prompt
+from ftagent.tools.data.splits import split_groups, stratified_group_split
+from ftagent.tools.data.validate import validate_stream
 
 
 @dataclass
@@ -65,106 +39,9 @@ class Analysis:
     info: dict = field(default_factory=dict)
 
 
-def _ref(source: str, row: int, single: bool) -> str:
-    return f"line {row}" if single else f"{Path(source).name}:{row}"
-
-
-def fingerprint(example: dict) -> bytes:
-    return hashlib.blake2b(
-        orjson.dumps(example, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).digest()
-
-
 def _reject(a: Analysis, item_ref: str, check: str, where: str, raw) -> None:
     a.tally.add(check, f"{item_ref}{': ' + where if where else ''}")
     a.rejected.append({"ref": item_ref, "check": check, "detail": where, "record": raw})
-
-
-def files_sha256(spec) -> str:
-    h = hashlib.sha256()
-    for path in expand_paths(spec):
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-def open_records(spec, opts: PrepareOptions):
-    """(schema, votes, files, records factory): detection looks at the first rows only,
-    and the factory re-reads the files, so nothing holds the whole dataset."""
-    try:
-        files = expand_paths(spec)
-        sample, seen_any = [], False
-        for rec in read_records(files):
-            seen_any = True
-            if rec.data is not None:
-                sample.append(rec.data)
-                if len(sample) >= SAMPLE_FOR_DETECTION:
-                    break
-    except ReadError as exc:
-        raise DataError(str(exc)) from None
-    if not seen_any:
-        raise DataError(f"{spec}: the file is empty: it holds no records")
-    if opts.schema_name:
-        try:
-            schema = schema_from_override(opts.schema_name, opts.columns, sample)
-        except ValueError as exc:
-            raise DataError(f"{spec}: {exc}") from None
-        votes: dict[str, int] = {}
-    else:
-        schema, votes = detect_schema(sample)
-    if schema is None:
-        keys = sorted({k for row in sample[:20] for k in row})
-        raise DataError(
-            f"{spec}: cannot tell the schema (fields seen: {', '.join(keys) or 'none'}); "
-            "pass --schema (messages, sharegpt, alpaca, prompt_completion, preference, "
-            "classification, ...) and --column role=field to map fields"
-        )
-    return schema, votes, files, lambda: read_records(files)
-
-
-def iter_checked(
-    records, schema, single: bool, reject, tally: Tally, stats: dict, light: bool = False
-):
-    """Convert records and run the row checks; yield the examples that pass. `light`
-    skips the checks that never drop a row (text findings), for a second pass that only
-    needs the same rows again."""
-    for rec in records:
-        stats["rows"] += 1
-        ref = _ref(rec.source, rec.row, single)
-        if rec.data is None:
-            check = "invalid_utf8" if rec.problem.startswith("invalid UTF-8") else "unparsable"
-            reject(ref, check, rec.problem, None)
-            continue
-        try:
-            examples = convert(rec.data, schema)
-        except RowError as exc:
-            reject(ref, "missing_field", f"{exc.field} {exc}", rec.data)
-            continue
-        for ex in examples:
-            stats["converted"] += 1
-            if schema.kind == "preference":
-                problem = C.preference_problem(ex)
-            elif schema.kind != "prompts":
-                problem = C.structure_problem(ex["messages"])
-            else:
-                problem = None
-            if problem:
-                reject(ref, problem.check, f"{problem.field} {problem.detail}".strip(), rec.data)
-                continue
-            if light:
-                yield Item(ref, ex, rec.data, None)
-                continue
-            for f in C.text_findings(ex):
-                tally.add(f.check, f"{ref}: {f.field}" + (f" ({f.detail})" if f.detail else ""))
-                if f.check == "control_chars":
-                    C.strip_control(ex)
-            if schema.kind == "chat" and len(C.answer_text(ex).strip()) < C.MIN_ANSWER_CHARS:
-                tally.add("short_output", f"{ref}: answer {C.answer_text(ex)!r}")
-            label = C.answer_text(ex).strip() if schema.kind == "classification" else None
-            yield Item(ref, ex, rec.data, label)
 
 
 def read_and_convert(spec, opts: PrepareOptions) -> Analysis:
@@ -259,63 +136,6 @@ def check_lengths(a: Analysis, tokenizer, opts: PrepareOptions) -> dict:
     }
 
 
-def previews_checked(tokenizer, examples: list[dict], opts: PrepareOptions, tally: Tally):
-    """Loss previews of the first examples; masking mistakes they show are findings."""
-    from ftagent.tools.data.tokens import loss_preview, mask_problem
-
-    previews = [loss_preview(tokenizer, ex, opts.max_length) for ex in examples]
-    for n, p in enumerate(previews, start=1):
-        problem = mask_problem(p)
-        if problem:
-            tally.add("loss_mask", f"preview example {n}: {problem}")
-    return previews
-
-
-def split_groups(items: list[Item], threshold: float | None) -> list[int]:
-    """A group id per item: the same or near-same prompt shares a group, so such
-    examples never straddle train and test."""
-    prompts = [C.prompt_text(i.example) for i in items]
-    if threshold:
-        from ftagent.tools.data.neardup import near_duplicate_groups
-
-        roots = near_duplicate_groups(prompts, threshold=threshold)
-    else:
-        roots = list(range(len(items)))
-    first: dict[str, int] = {}
-    return [first.setdefault(p, r) if p.strip() else r for p, r in zip(prompts, roots, strict=True)]
-
-
-def stratified_group_split(
-    items: list[Item], groups: list[int], fractions: dict[str, float], seed: int
-) -> dict[str, list[Item]]:
-    """Whole groups go to one split; each label (stratum) is split in the same ratios."""
-    members: dict[int, list[int]] = defaultdict(list)
-    for idx, g in enumerate(groups):
-        members[g].append(idx)
-    strata: dict[str | None, list[int]] = defaultdict(list)
-    for g, idxs in members.items():
-        strata[items[idxs[0]].label].append(g)
-    rng = random.Random(seed)
-    chosen: dict[str, list[int]] = {name: [] for name in ("train", *fractions)}
-    seen = 0  # rows of the strata handled so far: targets round cumulatively, so the
-    # totals hit the requested fractions even when each stratum is small
-    for label in sorted(strata, key=str):
-        gs = sorted(strata[label])
-        rng.shuffle(gs)
-        seen += sum(len(members[g]) for g in gs)
-        pos = 0
-        for name, frac in fractions.items():
-            target = round(seen * frac) - len(chosen[name])
-            got = 0
-            while pos < len(gs) and got < target:
-                chosen[name] += members[gs[pos]]
-                got += len(members[gs[pos]])
-                pos += 1
-        for g in gs[pos:]:
-            chosen["train"] += members[g]
-    return {name: [items[i] for i in sorted(idx)] for name, idx in chosen.items()}
-
-
 def drop_leakage(a: Analysis, test: list[Item], threshold: float | None) -> None:
     """Training rows whose prompt matches a test prompt (exactly or near) are dropped."""
     combined = test + a.kept
@@ -363,61 +183,8 @@ def analyze(spec, opts: PrepareOptions, tokenizer=None) -> tuple[Analysis, DataR
     return a, report
 
 
-def finish_report(
-    spec,
-    info: dict,
-    tally: Tally,
-    kept: int,
-    task_type: str,
-    labels: list[str],
-    label_counts: Counter,
-    dropped: int,
-    opts: PrepareOptions,
-    counted_tokens: bool,
-    extra: dict,
-) -> DataReport:
-    """Dataset-level checks (balance, size) and the report, shared by every path."""
-    schema = info["schema"]
-    warnings = []
-    if label_counts and len(label_counts) > 1 and schema.kind != "multiple_choice":
-        most, least = label_counts.most_common()[0], label_counts.most_common()[-1]
-        if most[1] > IMBALANCE * least[1]:
-            tally.add("label_imbalance", f"{most[0]} {most[1]} vs {least[0]} {least[1]}")
-    need = MIN_EXAMPLES.get(task_type, 100)
-    if kept < need:
-        tally.add("too_little_data", f"{kept} usable examples, {need}+ advised for {task_type}")
-        warnings.append(
-            f"only {kept} usable examples; {need}+ are advised for {task_type} "
-            "(few-shot prompting may be enough)"
-        )
-    if dropped:
-        warnings.append(f"{dropped} rows were dropped; see rejected.jsonl")
-    return DataReport(
-        source=", ".join(str(p) for p in expand_paths(spec)),
-        sha256=info.get("sha256") or files_sha256(spec),
-        schema_name=schema.name,
-        schema_detail=schema.describe(),
-        kind=schema.kind,
-        column_mapping=schema.columns,
-        schema_votes=info["votes"],
-        rows_read=info["rows"],
-        examples_converted=info["converted"],
-        kept=kept,
-        checks=tally.results(),
-        task_type=task_type,
-        labels=labels,
-        label_counts=dict(label_counts),
-        max_length=opts.max_length if counted_tokens else None,
-        seed=opts.seed,
-        warnings=warnings,
-        **extra,
-    )
-
-
 def validate_dataset(spec, opts: PrepareOptions | None = None) -> DataReport:
     """The report alone, nothing written; streams, so memory stays flat on big files."""
-    from ftagent.tools.data.validate import validate_stream
-
     opts = opts or PrepareOptions()
     return validate_stream(spec, opts, _tokenizer(opts))
 

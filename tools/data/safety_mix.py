@@ -164,7 +164,7 @@ def build_mix(n_train: int, share: float, answer: GenerateFn, system: str | None
     """The mix's rows (chat examples) and what went in. `answer` is the base model's greedy
     generation; `system` is the task's system prompt, put on every row as on the task's;
     `words` bounds a look-alike answer (`answer_budget` of the task's answers)."""
-    from ftagent.tools.evaluate.probes import is_refusal
+    from ftagent.tools.evaluate.refusal import is_refusal
 
     n_harmful, n_benign = counts(n_train, share)
     head = [{"role": "system", "content": system}] if system else []

@@ -11,19 +11,16 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ftagent.tools.data import checks as C
-from ftagent.tools.data.prepare import (
+from ftagent.tools.data.dataset_checks import (
     MAX_LABEL_WORDS,
     MAX_LABELS,
-    PrepareOptions,
     files_sha256,
-    fingerprint,
     finish_report,
-    iter_checked,
-    open_records,
     previews_checked,
 )
 from ftagent.tools.data.readers import file_kind, jsonl_ranges, read_jsonl_range
 from ftagent.tools.data.report import DataReport, Tally
+from ftagent.tools.data.rows import PrepareOptions, fingerprint, iter_checked, open_records
 from ftagent.tools.data.tokens import measure
 
 NEARDUP_WORKERS = 2

@@ -121,7 +121,27 @@ def model_card(
     out += [f"# {name}", "",
             f"Fine-tuned from **{base.get('name') or base.get('path')}** with **{method}** by "
             "ftagent." + (f" Goal: {goal}" if goal else ""), ""]
-    out += ["## Base model", "", f"- name: {base.get('name') or '—'}"]
+    out += _base_and_method_lines(base, method, merge)
+    if config:
+        out += ["## Training config", "", *_config_lines(config), ""]
+    if data:
+        out += ["## Data", "", *_data_lines(data), ""]
+    if eval_report:
+        out += ["## Evaluation: base vs tuned", "", *_eval_table(eval_report), ""]
+    if verification:
+        out += _verification_lines(verification)
+    if gguf:
+        out += _gguf_lines(gguf)
+    out += _serving_lines([("vLLM (OpenAI-compatible server)", vllm), ("Ollama", ollama),
+                           ("llama.cpp", llama_cpp)])
+    out += _limits_lines(goal, eval_report, limits)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _base_and_method_lines(base: dict, method: str, merge: dict | None) -> list[str]:
+    """Where the model came from and how it was made: the first things a reuser checks
+    (licence, dtype, which tokenizer's chat template was kept)."""
+    out = ["## Base model", "", f"- name: {base.get('name') or '—'}"]
     if base.get("path"):
         out.append(f"- local path: `{base['path']}`")
     out += [f"- licence: {base.get('licence') or 'not recorded: see the base model card'}", ""]
@@ -134,42 +154,53 @@ def model_card(
                    "training); the GGUF export stores the same template and translates it "
                    "into the Ollama Modelfile")
     out.append("")
-    if config:
-        out += ["## Training config", "", *_config_lines(config), ""]
-    if data:
-        out += ["## Data", "", *_data_lines(data), ""]
-    if eval_report:
-        out += ["## Evaluation: base vs tuned", "", *_eval_table(eval_report), ""]
-    if verification:
-        v = verification
-        out += ["## Merge check", "",
-                f"- {'passed' if v.get('ok') else 'FAILED'}: max |logit difference| "
-                f"{v.get('max_abs_logit_diff', 0):.2e} against base + adapter on "
-                f"{v.get('n_prompts')} prompts (tolerance {v.get('logit_tolerance')})"]
-        if v.get("perplexity_rel_diff") is not None:
-            out.append(f"- perplexity on {v.get('n_rows')} held-out rows: "
-                       f"{v['perplexity_merged']:.4f} merged vs {v['perplexity_reference']:.4f} "
-                       f"base + adapter ({v['perplexity_rel_diff']:+.3%}; tolerance "
-                       f"{v.get('perplexity_tolerance', 0.01):.0%})")
-        out.append("")
-    if gguf:
-        out += ["## GGUF", "",
-                f"- `{Path(gguf['gguf']).name}`: {gguf['quant']}, "
-                f"{gguf['size_bytes'] / 2**20:.1f} MiB, {gguf['n_tensors']} tensors, "
-                f"pre-tokenizer `{gguf['tokenizer_pre']}`",
-                f"- read back and compared with the HF weights: largest error "
-                f"{gguf['check']['max_rel_error']:.2e} of each tensor's largest weight",
-                *[f"- {n}" for n in gguf.get("notes") or []], ""]
-    served = [("vLLM (OpenAI-compatible server)", vllm), ("Ollama", ollama),
-              ("llama.cpp", llama_cpp)]
-    if any(cmds for _, cmds in served):
-        out += ["## Serving", ""]
-        for label, cmds in served:
-            if cmds:
-                out += [f"{label}:", "", "```bash", *cmds, "```", ""]
-    out += ["## Intended use and limits", "",
-            f"- Intended use: {goal or 'the task of the training data'}; check answers on "
-            "your own held-out data before relying on it."]
+    return out
+
+
+def _verification_lines(v: dict) -> list[str]:
+    """The merge check's evidence that the merged weights behave as base + adapter did."""
+    out = ["## Merge check", "",
+           f"- {'passed' if v.get('ok') else 'FAILED'}: max |logit difference| "
+           f"{v.get('max_abs_logit_diff', 0):.2e} against base + adapter on "
+           f"{v.get('n_prompts')} prompts (tolerance {v.get('logit_tolerance')})"]
+    if v.get("perplexity_rel_diff") is not None:
+        out.append(f"- perplexity on {v.get('n_rows')} held-out rows: "
+                   f"{v['perplexity_merged']:.4f} merged vs {v['perplexity_reference']:.4f} "
+                   f"base + adapter ({v['perplexity_rel_diff']:+.3%}; tolerance "
+                   f"{v.get('perplexity_tolerance', 0.01):.0%})")
+    out.append("")
+    return out
+
+
+def _gguf_lines(gguf: dict) -> list[str]:
+    """What the GGUF file holds and how closely it matches the HF weights it came from."""
+    return ["## GGUF", "",
+            f"- `{Path(gguf['gguf']).name}`: {gguf['quant']}, "
+            f"{gguf['size_bytes'] / 2**20:.1f} MiB, {gguf['n_tensors']} tensors, "
+            f"pre-tokenizer `{gguf['tokenizer_pre']}`",
+            f"- read back and compared with the HF weights: largest error "
+            f"{gguf['check']['max_rel_error']:.2e} of each tensor's largest weight",
+            *[f"- {n}" for n in gguf.get("notes") or []], ""]
+
+
+def _serving_lines(served: list[tuple[str, list[str] | None]]) -> list[str]:
+    """Commands to serve the model, per runtime; no section when none were given."""
+    if not any(cmds for _, cmds in served):
+        return []
+    out = ["## Serving", ""]
+    for label, cmds in served:
+        if cmds:
+            out += [f"{label}:", "", "```bash", *cmds, "```", ""]
+    return out
+
+
+def _limits_lines(goal: str | None, eval_report: dict | None,
+                  limits: list[str] | None) -> list[str]:
+    """Intended use and limits, always present: a card without them invites use beyond
+    what was measured."""
+    out = ["## Intended use and limits", "",
+           f"- Intended use: {goal or 'the task of the training data'}; check answers on "
+           "your own held-out data before relying on it."]
     default_limits = [
         "Measured only on the held-out split above; other inputs may fare worse."
         if eval_report else "No base-vs-tuned evaluation was given for this card: evaluate "
@@ -180,7 +211,7 @@ def model_card(
         default_limits.append("Safety was probed on a small set of harmful requests only "
                               "(see refusal rates above); it is not a safety evaluation.")
     out += [f"- {line}" for line in (limits or []) + default_limits]
-    return "\n".join(out).rstrip() + "\n"
+    return out
 
 
 def write_model_card(folder: str | Path, name: str, base: dict, method: str, **inputs) -> Path:

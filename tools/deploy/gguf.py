@@ -180,27 +180,9 @@ def write_gguf(model_dir: str | Path, path: str | Path, quant: str = "f16",
     tok = tokenizer or AutoTokenizer.from_pretrained(model_dir)
     tokens, types, merges, adds_bos, adds_eos, pre = _vocab(model_dir, s["vocab"], tok)
     qtype = Q.F16 if quant == "f16" else Q.Q8_0
-    ftype = gguf.LlamaFileType.MOSTLY_F16 if quant == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
     arch = gguf.MODEL_ARCH.LLAMA
     w = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
-    w.add_type("model")
-    w.add_name(name or model_dir.name)
-    w.add_vocab_size(s["vocab"])
-    w.add_context_length(s["context"])
-    w.add_embedding_length(s["hidden"])
-    w.add_block_count(s["layers"])
-    w.add_feed_forward_length(s["ffn"])
-    w.add_head_count(s["heads"])
-    w.add_head_count_kv(s["kv_heads"])
-    w.add_rope_freq_base(float(s["theta"]))
-    w.add_rope_dimension_count(s["head_dim"])
-    if s["head_dim"] != s["hidden"] // s["heads"]:
-        w.add_key_length(s["head_dim"])
-        w.add_value_length(s["head_dim"])
-    w.add_layer_norm_rms_eps(float(s["eps"]))
-    w.add_file_type(ftype)
-    if quant != "f16":
-        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    _add_model_metadata(w, s, name or model_dir.name, quant)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
@@ -217,7 +199,46 @@ def write_gguf(model_dir: str | Path, path: str | Path, quant: str = "f16",
     w.add_add_eos_token(adds_eos)
     if tok.chat_template:
         w.add_chat_template(tok.chat_template)
-    tmap = gguf.get_tensor_name_map(arch, s["layers"])
+    notes = _add_tensors(w, model_dir, s, qtype, gguf.get_tensor_name_map(arch, s["layers"]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return {"tokenizer_pre": pre, "end_of_turn": eot, "notes": notes}
+
+
+def _add_model_metadata(w, s: dict, name: str, quant: str) -> None:
+    """The architecture keys llama.cpp reads to rebuild the model; the head sizes are
+    written only where they differ from hidden / heads, as llama.cpp's converter does."""
+    import gguf
+
+    ftype = gguf.LlamaFileType.MOSTLY_F16 if quant == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
+    w.add_type("model")
+    w.add_name(name)
+    w.add_vocab_size(s["vocab"])
+    w.add_context_length(s["context"])
+    w.add_embedding_length(s["hidden"])
+    w.add_block_count(s["layers"])
+    w.add_feed_forward_length(s["ffn"])
+    w.add_head_count(s["heads"])
+    w.add_head_count_kv(s["kv_heads"])
+    w.add_rope_freq_base(float(s["theta"]))
+    w.add_rope_dimension_count(s["head_dim"])
+    if s["head_dim"] != s["hidden"] // s["heads"]:
+        w.add_key_length(s["head_dim"])
+        w.add_value_length(s["head_dim"])
+    w.add_layer_norm_rms_eps(float(s["eps"]))
+    w.add_file_type(ftype)
+    if quant != "f16":
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _add_tensors(w, model_dir: Path, s: dict, qtype, tmap) -> list[str]:
+    """Every HF tensor under its GGUF name, in llama.cpp's layout (q/k rows permuted) and
+    type; returns notes on tensors that could not take the asked quantisation."""
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
     notes, unknown, fallback = [], [], []
     for hf_name, data in hf_tensors(model_dir):
         if hf_name == "lm_head.weight" and s["tied"]:
@@ -243,11 +264,7 @@ def write_gguf(model_dir: str | Path, path: str | Path, quant: str = "f16",
         raise ValueError(f"{model_dir}: tensors with no GGUF name: {', '.join(unknown[:5])}")
     if fallback:
         notes.append(f"{len(fallback)} tensors kept in f16 (rows not a multiple of 32)")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return {"tokenizer_pre": pre, "end_of_turn": eot, "notes": notes}
+    return notes
 
 
 def _field(reader, key: str):

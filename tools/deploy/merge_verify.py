@@ -77,7 +77,8 @@ def verify_merge(
     `rows` (chat rows, the last turn being the answer) and on their answers' perplexity.
     Without rows, a few fixed prompts are compared and perplexity is not measured."""
     from ftagent.tools.deploy.merge import base_dtype
-    from ftagent.tools.evaluate.compare import completion_loss, load_plain, load_tuned
+    from ftagent.tools.evaluate.compare import load_plain, load_tuned
+    from ftagent.tools.evaluate.likelihood import completion_loss
 
     rows = rows or []
     dtype = base_dtype(merged_path)

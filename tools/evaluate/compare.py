@@ -11,10 +11,19 @@ import contextlib
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from ftagent.tools.atomic import write_json, write_text
-from ftagent.tools.data.tokens import conversation, split_prompt_answer
+from ftagent.tools.data.tokens import conversation
 from ftagent.tools.evaluate.judge import JudgeResult
+from ftagent.tools.evaluate.likelihood import completion_loss
+from ftagent.tools.evaluate.preference import (
+    PairLogprobs,
+    as_chat_rows,
+    pair_logprobs,
+    preference_accuracy,
+    reward_stats,
+)
 from pydantic import BaseModel
 
 
@@ -89,45 +98,6 @@ def read_rows(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
 
 
-def answer_nll(model, tokenizer, conversations: list[list[dict]],
-               batch_size: int = 8) -> list[tuple[float, int]]:
-    """Per conversation: summed NLL of the last assistant turn's tokens, and their count."""
-    import torch
-
-    out: list[tuple[float, int]] = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for i in range(0, len(conversations), batch_size):
-        seqs, starts = [], []
-        for messages in conversations[i : i + batch_size]:
-            prompt_ids, full_ids = split_prompt_answer(tokenizer, messages)
-            seqs.append(full_ids)
-            starts.append(len(prompt_ids))
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        labels = torch.full_like(ids, -100)
-        for j, (s, st) in enumerate(zip(seqs, starts, strict=True)):
-            ids[j, : len(s)] = torch.tensor(s)
-            mask[j, : len(s)] = 1
-            labels[j, st : len(s)] = torch.tensor(s[st:])
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(model.device),
-                           attention_mask=mask.to(model.device)).logits.float().cpu()
-        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
-        )
-        for j in range(len(seqs)):
-            out.append((float(nll[j].sum()), int((shift_labels[j] != -100).sum())))
-    return out
-
-
-def completion_loss(model, tokenizer, rows: list[dict], batch_size: int = 8) -> float:
-    """Mean NLL per answer token of the last assistant turn (what training optimises)."""
-    per_row = answer_nll(model, tokenizer, [r["messages"] for r in rows], batch_size)
-    return sum(s for s, _ in per_row) / max(sum(n for _, n in per_row), 1)
-
-
 class Probes(BaseModel):
     """What the model is probed with besides the test split (empty: nothing)."""
 
@@ -178,7 +148,8 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
           train_answers=None) -> tuple[ModelScores, list[str], list[dict]]:
     from ftagent.tools.evaluate.generation import generate
     from ftagent.tools.evaluate.metrics import metrics_for
-    from ftagent.tools.evaluate.probes import multiple_choice_accuracy, refusal_rates
+    from ftagent.tools.evaluate.multiple_choice import multiple_choice_accuracy
+    from ftagent.tools.evaluate.refusal import refusal_rates
 
     loss = completion_loss(model, tokenizer, rows)
     answers = generate(model, tokenizer, [r["messages"][:-1] for r in rows], max_new_tokens)
@@ -291,6 +262,16 @@ def load_tuned(base_path: str | Path, adapter_path: str | Path, bf16: bool = Fal
     return model, tokenizer
 
 
+class _Scored(NamedTuple):
+    """One model's results: its scores, its answers to the test prompts, what it said to
+    the probes, and its preference-pair log-likelihoods (None without pairs)."""
+
+    scores: ModelScores
+    answers: list[str]
+    said: list[dict]
+    logprobs: PairLogprobs | None
+
+
 def evaluate(
     base_path: str | Path,
     adapter_path: str | Path,
@@ -317,50 +298,61 @@ def evaluate(
     probes = probes or Probes()
     train_answers = ([conversation(r)[-1]["content"] for r in read_rows(train_file)]
                      if train_file else None)
-    labels = labels or []
     pairs = rows if task_type == "preference" else []
     if pairs:
-        from ftagent.tools.evaluate.preference import (
-            as_chat_rows,
-            pair_logprobs,
-            preference_accuracy,
-        )
-
         rows = as_chat_rows(pairs)
     max_new = 16 if task_type == "classification" else 128
-    args = (rows, task_type, labels, probes, max_new, train_answers)
-
-    def run(model, tokenizer):
-        scores, answers, said = score(model, tokenizer, *args)
-        lp = pair_logprobs(model, tokenizer, pairs) if pairs else None
-        if lp is not None:
-            scores.preference_accuracy = preference_accuracy(lp)
-        return scores, answers, said, lp
-
-    if (Path(adapter_path) / "adapter_config.json").exists():
-        model, tokenizer = load_tuned(base_path, adapter_path, bf16)
-        with model.disable_adapter():
-            base, base_answers, base_said, base_lp = run(model, tokenizer)
-        tuned, tuned_answers, tuned_said, tuned_lp = run(model, tokenizer)
-    else:  # two full models (a merged export, another fine-tune): one in memory at a time
-        model, tokenizer = load_plain(base_path, bf16)
-        base, base_answers, base_said, base_lp = run(model, tokenizer)
-        del model
-        model, tokenizer = load_plain(adapter_path, bf16)
-        tuned, tuned_answers, tuned_said, tuned_lp = run(model, tokenizer)
+    args = (rows, task_type, labels or [], probes, max_new, train_answers)
+    base, tuned = _score_base_and_tuned(base_path, adapter_path, bf16, args, pairs)
     if pairs:
-        from ftagent.tools.evaluate.preference import reward_stats
-
-        tuned.reward_accuracy, tuned.reward_margin = reward_stats(base_lp, tuned_lp)
+        tuned.scores.reward_accuracy, tuned.scores.reward_margin = reward_stats(
+            base.logprobs, tuned.logprobs)
     verdicts = None
     if judge_endpoint is not None:
         from ftagent.tools.evaluate.judge import judge_pairs
 
         verdicts = judge_pairs(judge_endpoint, [r["messages"][:-1] for r in rows],
-                               base_answers, tuned_answers,
+                               base.answers, tuned.answers,
                                [r["messages"][-1]["content"] for r in rows])
-    said = [{"model": "base", **a} for a in base_said] + [
-        {"model": "tuned", **a} for a in tuned_said]
+    report = _report(task_type, rows, probes, base, tuned, n_samples, verdicts)
+    write_report(report, Path(out_dir))
+    return report
+
+
+def _score_model(model, tokenizer, args: tuple, pairs: list[dict]) -> _Scored:
+    """Everything measured on one model, so base and tuned are measured identically."""
+    scores, answers, said = score(model, tokenizer, *args)
+    lp = pair_logprobs(model, tokenizer, pairs) if pairs else None
+    if lp is not None:
+        scores.preference_accuracy = preference_accuracy(lp)
+    return _Scored(scores, answers, said, lp)
+
+
+def _score_base_and_tuned(base_path: str | Path, adapter_path: str | Path, bf16: bool,
+                          args: tuple, pairs: list[dict]) -> tuple[_Scored, _Scored]:
+    """An adapter is scored with one copy of the weights (the base is the same model with
+    the adapter disabled); two full models are loaded one after the other, so only one is
+    in memory at a time."""
+    if (Path(adapter_path) / "adapter_config.json").exists():
+        model, tokenizer = load_tuned(base_path, adapter_path, bf16)
+        with model.disable_adapter():
+            base = _score_model(model, tokenizer, args, pairs)
+        tuned = _score_model(model, tokenizer, args, pairs)
+    else:  # two full models (a merged export, another fine-tune): one in memory at a time
+        model, tokenizer = load_plain(base_path, bf16)
+        base = _score_model(model, tokenizer, args, pairs)
+        del model
+        model, tokenizer = load_plain(adapter_path, bf16)
+        tuned = _score_model(model, tokenizer, args, pairs)
+    return base, tuned
+
+
+def _report(task_type: str, rows: list[dict], probes: Probes, base: _Scored, tuned: _Scored,
+            n_samples: int, verdicts: JudgeResult | None) -> EvalReport:
+    """The report a person reads: both models' scores, a few answers side by side, and
+    every probe answer tagged with the model that gave it (the detector's audit)."""
+    said = [{"model": "base", **a} for a in base.said] + [
+        {"model": "tuned", **a} for a in tuned.said]
     samples = [
         Sample(
             prompt=r["messages"][-2]["content"],
@@ -368,14 +360,14 @@ def evaluate(
             base=b,
             tuned=t,
         )
-        for r, b, t in list(zip(rows, base_answers, tuned_answers, strict=True))[:n_samples]
+        for r, b, t in list(zip(rows, base.answers, tuned.answers, strict=True))[:n_samples]
     ]
-    report = EvalReport(
+    return EvalReport(
         task_type=task_type,
         n_test=len(rows),
-        primary_metric=primary_metric(task_type, base),
-        base=base,
-        tuned=tuned,
+        primary_metric=primary_metric(task_type, base.scores),
+        base=base.scores,
+        tuned=tuned.scores,
         samples=samples,
         n_probe=len(probes.harmful),
         n_safe=len(probes.safe),
@@ -384,8 +376,6 @@ def evaluate(
         probe_error=next((a["error"] for a in said if "error" in a), None),
         judge=verdicts,
     )
-    write_report(report, Path(out_dir))
-    return report
 
 
 def _spread(rows: list, n: int) -> list:

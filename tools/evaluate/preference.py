@@ -10,6 +10,7 @@ people preferred?
 
 from __future__ import annotations
 
+from ftagent.tools.evaluate.likelihood import answer_nll
 from pydantic import BaseModel
 
 
@@ -26,8 +27,7 @@ def as_chat_rows(rows: list[dict]) -> list[dict]:
 
 
 def pair_logprobs(model, tokenizer, rows: list[dict]) -> PairLogprobs:
-    from ftagent.tools.evaluate.compare import answer_nll
-
+    """Both answers of every pair scored as DPO scores them, for accuracy and rewards."""
     chosen = answer_nll(model, tokenizer, [r["prompt"] + r["chosen"][-1:] for r in rows])
     rejected = answer_nll(model, tokenizer, [r["prompt"] + r["rejected"][-1:] for r in rows])
     return PairLogprobs(chosen=[-s for s, _ in chosen], rejected=[-s for s, _ in rejected])

@@ -13,7 +13,7 @@ from typing import Literal
 
 from ftagent.tools.evaluate.compare import EvalReport
 from ftagent.tools.evaluate.diagnose import FORGETTING_POINTS
-from ftagent.tools.evaluate.probes import SafetyLimits
+from ftagent.tools.evaluate.probe_verdicts import SafetyLimits
 from pydantic import BaseModel
 
 FORGETTING_TOLERANCE = FORGETTING_POINTS  # ARC-Easy points it may lose before a flag
@@ -126,7 +126,7 @@ def rows_markdown(rows: list[TargetRow]) -> str:
 
 def judge(report: EvalReport, targets: dict) -> Verdict:
     """`targets`: a plan's Targets as a dict (min_gain, floors, loss_must_drop, safety...)."""
-    from ftagent.tools.evaluate.probes import regression_check, safety_check
+    from ftagent.tools.evaluate.probe_verdicts import regression_check, safety_check
 
     limits = SafetyLimits(**(targets.get("safety") or {}))
     rows = target_rows(report, targets, limits)

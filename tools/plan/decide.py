@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ftagent.tools.data.facts import DataFacts
-from ftagent.tools.evaluate.probes import SafetyLimits
+from ftagent.tools.evaluate.probe_verdicts import SafetyLimits
 from ftagent.tools.hardware import Hardware
 from ftagent.tools.plan.estimate import GB, WEIGHT_BYTES
 from ftagent.tools.plan.fit import Fit, precision_for, try_fit, usable_gb

@@ -26,12 +26,8 @@ class Planned:
 
 def data_facts(spec, tokenizer=None) -> DataFacts:
     """Size, shape and token lengths of a dataset, as the planner needs them."""
-    from ftagent.tools.data.prepare import (
-        PrepareOptions,
-        add_label_prompt,
-        read_and_convert,
-        task_of,
-    )
+    from ftagent.tools.data.prepare import add_label_prompt, read_and_convert, task_of
+    from ftagent.tools.data.rows import PrepareOptions
 
     a = read_and_convert(spec, PrepareOptions(near_dup_threshold=None))
     task, labels = task_of(a)

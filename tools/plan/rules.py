@@ -7,6 +7,8 @@ in `tools.plan_decide`, the plan's text sections in `tools.plan_sections`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ftagent.tools.config.train_config import fit_max_length
 from ftagent.tools.plan.decide import (
     apply_feedback,
@@ -114,8 +116,20 @@ def _pick_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objecti
     return None, [], []
 
 
+@dataclass
+class _Notes:
+    """What the plan tells a person besides its numbers, collected in order as each step
+    decides: the order of `reasons` is the order a reader follows the decisions."""
+
+    reasons: list[str]
+    warnings: list[str] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)
+
+
 def make_plan(inputs: PlanInputs) -> Plan:
-    data, hw = inputs.data, inputs.hardware
+    """The plan for a goal: feedback applied to the constraints, the task understood, a
+    base model and method chosen, and every choice explained in the plan's notes."""
+    data = inputs.data
     known = known_models()
     previous = lookup(inputs.previous_model) if inputs.previous_model else None
     c, applied = apply_feedback(
@@ -126,39 +140,69 @@ def make_plan(inputs: PlanInputs) -> Plan:
     objective = _objective(task, c.method)
     # p99, not the longest: the rare longer rows are dropped or cut at data_prep.
     seq = fit_max_length(data.tokens_p99 or data.tokens_max or None, cap=MAX_PLAN_LENGTH)
-    reasons = [f"Task: {task.replace('_', ' ')} ({'; '.join(understood.reasons)})."]
-    warnings: list[str] = []
-    alternatives: list[str] = []
+    notes = _Notes(reasons=[f"Task: {task.replace('_', ' ')} ({'; '.join(understood.reasons)})."])
+    chosen, viable = _choose_model(inputs, c, task, seq, objective, known, notes)
+    notes.reasons.append(chosen.why)
+    method = _method(chosen, objective, understood, c, data, notes)
+    notes.warnings += _fit_warnings(chosen, c, inputs.hardware)
+    first, first_why = prompting_first(task, data, c)
+    if first_why:
+        notes.reasons.append(first_why)
+    notes.reasons += _hardware_reasons(chosen.fit, inputs.hardware)
+    notes.alternatives += _alternatives(viable, task, objective, data)
+    notes.warnings += _readiness_warnings(inputs, chosen.card, method)
+    return _assemble(inputs, c, understood, objective, chosen, method, seq, first, notes,
+                     applied)
 
+
+def _choose_model(inputs: PlanInputs, c: Constraints, task: str, seq: int, objective: str,
+                  known: list[ModelCard], notes: _Notes) -> tuple[Option, list[Option]]:
+    """The base model and the other viable ones. A model the person named (or that
+    feedback switched to) is taken as given; otherwise the registry is searched, and when
+    nothing fits the smallest model is planned with a warning rather than no plan."""
     named = lookup(c.model) if c.model and c.model != inputs.constraints.model else None
     fixed_card = named or inputs.model or (lookup(c.model) if c.model else None)
     if fixed_card is not None:
         chosen = _option(fixed_card, inputs, c, task, seq, objective)
-        reasons.append(f"Base model {fixed_card.id} ({size(fixed_card.params)}) as given.")
-        viable = []
-    else:
-        chosen, why, viable = _pick_model(inputs, c, task, seq, objective)
-        if chosen is None:
-            fallback = lookup("smollm2-135m-instruct") or known[0]
-            chosen = _option(fallback, inputs, c, task, seq, objective)
-            warnings.append(f"No registry model fits {where(hw)} within the limits; planning "
-                            f"{fallback.id}, the smallest, which may not meet the goal.")
-        reasons += why
-    card, fit = chosen.card, chosen.fit
-    reasons.append(chosen.why)
+        notes.reasons.append(f"Base model {fixed_card.id} ({size(fixed_card.params)}) as given.")
+        return chosen, []
+    chosen, why, viable = _pick_model(inputs, c, task, seq, objective)
+    if chosen is None:
+        fallback = lookup("smollm2-135m-instruct") or known[0]
+        chosen = _option(fallback, inputs, c, task, seq, objective)
+        notes.warnings.append(f"No registry model fits {where(inputs.hardware)} within the "
+                              f"limits; planning {fallback.id}, the smallest, which may not "
+                              "meet the goal.")
+    notes.reasons += why
+    return chosen, viable
 
+
+def _method(chosen: Option, objective: str, understood, c: Constraints, data,
+            notes: _Notes) -> str:
+    """The training method: the fitted adapter, unless the objective (DPO) or the task
+    (distillation) calls for a method of its own; those say why in the notes."""
+    card, fit = chosen.card, chosen.fit
     method = fit.adapter
     if objective == "dpo":
         method = "dpo"
-        reasons.append(f"DPO: the data holds {data.n_examples:,} chosen/rejected pairs; DPO "
-                       "learns the preference directly, with the adapter disabled as the "
-                       "reference model (no second copy in memory).")
-    elif task == "distillation" or c.method == "distillation":
+        notes.reasons.append(
+            f"DPO: the data holds {data.n_examples:,} chosen/rejected pairs; DPO "
+            "learns the preference directly, with the adapter disabled as the "
+            "reference model (no second copy in memory).")
+    elif understood.task_type == "distillation" or c.method == "distillation":
         method = "distillation"
         teacher = understood.teacher or c.teacher or "the teacher"
-        reasons.append(f"Distillation: {teacher} writes answers for the {data.n_examples:,} "
-                       f"prompts, then the {size(card.params)} student is trained on them "
-                       f"({fit.adapter.upper()}).")
+        notes.reasons.append(
+            f"Distillation: {teacher} writes answers for the {data.n_examples:,} "
+            f"prompts, then the {size(card.params)} student is trained on them "
+            f"({fit.adapter.upper()}).")
+    return method
+
+
+def _fit_warnings(chosen: Option, c: Constraints, hw) -> list[str]:
+    """Warnings when the chosen plan does not fit the memory or the deadline: planned
+    anyway, so the person sees the gap instead of getting no plan."""
+    fit, warnings = chosen.fit, []
     if not fit.fits:
         warnings.append(
             f"Needs {fit.memory_gb} GB, more than the {fit.usable_gb:g} GB usable."
@@ -171,10 +215,13 @@ def make_plan(inputs: PlanInputs) -> Plan:
         took = f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.0f} hours"
         warnings.append(f"Training would take about {took} on {where(hw)}, past the "
                         f"{limit:g} h deadline: use a GPU or a smaller model.")
+    return warnings
 
-    first, first_why = prompting_first(task, data, c)
-    if first_why:
-        reasons.append(first_why)
+
+def _hardware_reasons(fit: Fit, hw) -> list[str]:
+    """Why this precision and device layout: choices a person would otherwise wonder at
+    (no bf16 on an older GPU, several GPUs)."""
+    reasons = []
     if fit.precision == "bf16":
         reasons.append(f"bfloat16: {where(hw)} supports it natively (half the memory of fp32, "
                        "same range).")
@@ -183,6 +230,13 @@ def make_plan(inputs: PlanInputs) -> Plan:
                        f"{hw.gpus[0].compute_capability}) has no bfloat16.")
     if fit.strategy != "single":
         reasons.append(f"{fit.strategy.upper()} over {fit.n_devices} GPUs.")
+    return reasons
+
+
+def _alternatives(viable: list[Option], task: str, objective: str, data) -> list[str]:
+    """The runners-up (and prompt tuning for a small style task), so a person who
+    disagrees with the choice has somewhere to go."""
+    alternatives = []
     for o in sorted(viable, key=lambda o: rank_key(o.card, task), reverse=True)[1:3]:
         alternatives.append(f"{o.card.id} ({size(o.card.params)}, {o.fit.adapter.upper()}, "
                             f"{o.fit.memory_gb} GB, ~{o.timing.train_hours:.2g} h)")
@@ -192,19 +246,32 @@ def make_plan(inputs: PlanInputs) -> Plan:
             "tokens instead of LoRA weights, the cheapest option for a small style adjustment "
             "(nothing to merge; the base stays untouched). Set `method: prompt_tuning` and "
             "`learning_rate: 0.01` in config.yaml (prefix tuning: `method: prefix_tuning`).")
+    return alternatives
+
+
+def _readiness_warnings(inputs: PlanInputs, card: ModelCard, method: str) -> list[str]:
+    """What must happen before training can start: a download, or answers for prompts."""
+    warnings = []
     if inputs.local_ids and card.id not in inputs.local_ids and card.local not in inputs.local_ids:
         warnings.append(f"{card.id} is not on this machine.")
-    if data.kind == "prompts" and method != "distillation":
+    if inputs.data.kind == "prompts" and method != "distillation":
         warnings.append("The data has prompts only: name a teacher to distil from, or add "
                         "answers.")
+    return warnings
 
+
+def _assemble(inputs: PlanInputs, c: Constraints, understood, objective: str, chosen: Option,
+              method: str, seq: int, first: bool, notes: _Notes, applied) -> Plan:
+    """The Plan from the decisions: training settings, targets, safety mix, estimates and
+    the text sections are derived here, all from the same chosen model and fit."""
+    data, hw = inputs.data, inputs.hardware
+    task, card, fit, t = understood.task_type, chosen.card, chosen.fit, chosen.timing
     n_train = int(data.n_examples * TRAIN_SHARE)
     training = training_for(card, fit, objective, task, n_train, seq)
     targets, metrics = targets_for(task, c)
     mix, mix_why = safety_mix_for(task, data.kind, c)
     if mix_why:
-        reasons.append(mix_why)
-    t = chosen.timing
+        notes.reasons.append(mix_why)
     dl = download_gb(card.params)
     local = card.local is not None or card.id in inputs.local_ids
     return Plan(
@@ -240,9 +307,9 @@ def make_plan(inputs: PlanInputs) -> Plan:
         hardware_requirements=hardware_requirements(hw, fit, card, local, dl),
         timeline=timeline(t, data.n_examples, first, objective),
         risks=risks(task, data, fit, card, seq, hw, objective),
-        reasons=reasons,
-        alternatives=alternatives,
-        warnings=warnings,
+        reasons=notes.reasons,
+        alternatives=notes.alternatives,
+        warnings=notes.warnings,
         feedback_applied=applied,
         hardware_summary=where(hw),
         data=data,

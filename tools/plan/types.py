@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ftagent.tools.data.facts import DataFacts
-from ftagent.tools.evaluate.probes import SafetyLimits
+from ftagent.tools.evaluate.probe_verdicts import SafetyLimits
 from ftagent.tools.hardware import Hardware
 from ftagent.tools.registry import ModelCard
 from pydantic import BaseModel, Field

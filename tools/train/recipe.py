@@ -143,27 +143,67 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _train_once(cfg: TrainConfig, out: Path) -> dict:
-    from datasets import load_dataset
-
+    """One training attempt, resumed from the last complete checkpoint if there is one;
+    the OOM back-off around it may call it again with smaller settings."""
     ckpt_dir = out / "checkpoints"
     resume = last_complete_checkpoint(ckpt_dir)
     check_resume(out, cfg, resume)
+    ds = _load_data(cfg)
+    model, tokenizer = load_model(cfg)
+    # Every rank sees the same gathered loss and diagnoses it; only the main one writes
+    # (`main` is set below, before training calls this).
+    main = [False]
+    sanity = sanity_callback(
+        lambda problem: main[0] and append_row(out / METRICS_FILE, problem.as_row()),
+        cfg.loss_spike_factor)
+    has_val = "validation" in ds
+    early_stop = has_val and cfg.early_stopping_patience > 0
+    bf16 = use_bf16(cfg.bf16)
+    common = _training_args(cfg, ckpt_dir, has_val, early_stop, bf16)
+    if "tensorboard" in cfg.report_to:
+        import os
+
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
+    callbacks = [metrics_callback(out / METRICS_FILE), sanity] + _early_stopping(cfg, early_stop)
+    trainer = _trainer_for(cfg, model, tokenizer, ds, common, callbacks)
+    main[0] = trainer.is_world_process_zero()
+    if cfg.objective == "sft" and main[0]:
+        _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE, len(ds["train"]))
+    started = time.time()
+    output = trainer.train(resume_from_checkpoint=resume)
+    if sanity.problem:
+        raise TrainingAnomaly(f"training stopped early, {sanity.problem}")
+    final_name = "model" if cfg.method == "full" else "adapter"
+    tmp = out / f".{final_name}.tmp"
+    _save_final(trainer, tokenizer, tmp, main[0])
+    result: dict = {}
+    if main[0]:
+        publish_dir(tmp, out / final_name)
+        result = _write_result(cfg, out, final_name, trainer, output, model, resume, started,
+                               bf16)
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _load_data(cfg: TrainConfig):
+    """The train (and validation) JSONL as datasets; SFT rows become prompt/completion
+    pairs so the trainer computes the loss on the answer only."""
+    from datasets import load_dataset
+
     files = {"train": cfg.train_file} | ({"validation": cfg.val_file} if cfg.val_file else {})
     ds = load_dataset("json", data_files=files)
     if cfg.objective == "sft":
         ds = ds.map(to_prompt_completion, remove_columns=ds["train"].column_names)
-    model, tokenizer = load_model(cfg)
-    # Every rank sees the same gathered loss and diagnoses it; only the main one writes
-    # (`main` is bound below, before training calls this).
-    sanity = sanity_callback(
-        lambda problem: main and append_row(out / METRICS_FILE, problem.as_row()),
-        cfg.loss_spike_factor)
-    has_val = "validation" in ds
-    early_stop = has_val and cfg.early_stopping_patience > 0
+    return ds
+
+
+def _training_args(cfg: TrainConfig, ckpt_dir: Path, has_val: bool, early_stop: bool,
+                   bf16: bool) -> dict:
+    """The trainer arguments every objective shares, from the config: one place where
+    ftagent's settings meet transformers' names."""
     # Early stopping keeps the best checkpoint, so evaluations must line up with saves.
     eval_steps = cfg.save_steps if early_stop else cfg.eval_steps
-    bf16 = use_bf16(cfg.bf16)
-    common = dict(
+    return dict(
         output_dir=str(ckpt_dir),
         num_train_epochs=cfg.num_epochs,
         max_steps=cfg.max_steps,
@@ -196,22 +236,11 @@ def _train_once(cfg: TrainConfig, out: Path) -> dict:
         torch_compile=cfg.torch_compile,
         use_liger_kernel=_liger(cfg),
     )
-    if "tensorboard" in cfg.report_to:
-        import os
 
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
-    callbacks = [metrics_callback(out / METRICS_FILE), sanity] + _early_stopping(cfg, early_stop)
-    trainer = _trainer_for(cfg, model, tokenizer, ds, common, callbacks)
-    main = trainer.is_world_process_zero()
-    if cfg.objective == "sft" and main:
-        _check_loss_tokens(trainer.train_dataset, out / METRICS_FILE, len(ds["train"]))
-    started = time.time()
-    output = trainer.train(resume_from_checkpoint=resume)
-    if sanity.problem:
-        raise TrainingAnomaly(f"training stopped early, {sanity.problem}")
-    final_name = "model" if cfg.method == "full" else "adapter"
-    result: dict = {}
-    tmp = out / f".{final_name}.tmp"
+
+def _save_final(trainer, tokenizer, tmp: Path, main: bool) -> None:
+    """The trained weights into `tmp` (published by the caller, so a crash mid-write
+    leaves no half-written adapter or model behind)."""
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
         # Sharded weights: every rank takes part in gathering them, the main one writes.
         trainer.save_model(str(tmp))
@@ -220,31 +249,35 @@ def _train_once(cfg: TrainConfig, out: Path) -> dict:
     elif main:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-    if main:
-        publish_dir(tmp, out / final_name)
-        rows = read_metrics(out)
-        summary = summarize(rows)
-        result = {
-            "method": cfg.method,
-            "objective": cfg.objective,
-            "output": str(out / final_name),
-            "global_step": output.global_step,
-            "train_loss": output.training_loss,
-            **summary,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-            "checkpoints": sorted(str(p) for p in ckpt_dir.glob("checkpoint-*")),
-            "train_runtime_s": output.metrics.get("train_runtime"),
-            "wall_s": time.time() - started,
-            "resumed_from": resume,
-            "world_size": trainer.args.world_size,
-            "effective": {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-                          "gradient_checkpointing": cfg.gradient_checkpointing,
-                          "padding_free": padding_free(cfg),
-                          "attention": model.config._attn_implementation, "bf16": bf16},
-            "loss_plot": str(plot_loss(rows, out / "loss.png") or ""),
-        }
-        write_json(out / RESULT_FILE, result)
-    trainer.accelerator.wait_for_everyone()
+
+
+def _write_result(cfg: TrainConfig, out: Path, final_name: str, trainer, output, model,
+                  resume: str | None, started: float, bf16: bool) -> dict:
+    """result.json: what was trained, how it went, and the settings that took effect
+    (the OOM back-off may have changed them), for the evaluator and the person."""
+    ckpt_dir = out / "checkpoints"
+    rows = read_metrics(out)
+    summary = summarize(rows)
+    result = {
+        "method": cfg.method,
+        "objective": cfg.objective,
+        "output": str(out / final_name),
+        "global_step": output.global_step,
+        "train_loss": output.training_loss,
+        **summary,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "checkpoints": sorted(str(p) for p in ckpt_dir.glob("checkpoint-*")),
+        "train_runtime_s": output.metrics.get("train_runtime"),
+        "wall_s": time.time() - started,
+        "resumed_from": resume,
+        "world_size": trainer.args.world_size,
+        "effective": {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+                      "gradient_checkpointing": cfg.gradient_checkpointing,
+                      "padding_free": padding_free(cfg),
+                      "attention": model.config._attn_implementation, "bf16": bf16},
+        "loss_plot": str(plot_loss(rows, out / "loss.png") or ""),
+    }
+    write_json(out / RESULT_FILE, result)
     return result
 
 

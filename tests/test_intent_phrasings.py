@@ -1,5 +1,5 @@
 """The intent parser on phrasings written apart from its rules (tests/assets/
-intent_phrasings.yaml, written by someone who had not read agent/intents.py).
+intent_phrasings.yaml, written by someone who had not read agent/chat/intents.py).
 
 Rows marked `dev` are the ones the rules may be tuned on; `heldout` rows were never looked
 at while writing rules: their score is what a new user's phrasing can expect. A question

@@ -300,7 +300,7 @@ def test_every_finding_kind_retrieves_its_section():
 
 
 def log_row(step: int, loss: float, max_steps: int, t0: float = 1.7e9) -> dict:
-    """A row as tools.train_metrics.metrics_callback writes it."""
+    """A row as tools.train.metrics.metrics_callback writes it."""
     return {"event": "log", "step": step, "max_steps": max_steps,
             "epoch": round(3 * step / max_steps, 3), "peak_rss_mb": 1520.4, "loss": loss,
             "grad_norm": 1.25, "learning_rate": 2e-4 * min(1.0, step / 3),
@@ -399,7 +399,7 @@ def test_recorded_anomalies_nan_and_spikes():
 
 def test_resumed_run_drops_the_redone_steps():
     """A killed run logged steps 21-25, then resumed from its step-20 checkpoint: those
-    rows were redone and must not count (tools.train_metrics.current_rows)."""
+    rows were redone and must not count (tools.train.metrics.current_rows)."""
     first = overfit_rows()[:30]
     killed = [log_row(s, 50.0, 60) for s in range(21, 26)]  # would look like spikes
     resumed = [{"event": "begin", "max_steps": 60, "step": 20, "time": 1.8e9}]

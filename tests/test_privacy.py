@@ -1,4 +1,4 @@
-"""What of a person's data may reach an LLM endpoint (agent/privacy.py)."""
+"""What of a person's data may reach an LLM endpoint (agent/chat/privacy.py)."""
 
 import json
 

@@ -1,6 +1,6 @@
 """The trainer's pieces on a tiny random Llama: per-example varlen attention, the selective
 loss, the assistant-only loss mask, and real short runs of prompt tuning, prefix tuning and
-QLoRA through `python -m tools.train`."""
+QLoRA through `python -m ftagent.tools.train`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Kill -9 and resume: a real `python -m tools.train` run killed after a checkpoint resumes
+"""Kill -9 and resume: a real `python -m ftagent.tools.train` run killed after a checkpoint resumes
 from it and ends where an uninterrupted run ends (same data order, lr schedule and losses);
 a resume with a changed adapter or changed data is refused and leaves the output dir
 alone."""

@@ -1,5 +1,5 @@
 """The ftagent terminal app: a chat with slash commands that drives the same engine as
-headless runs (`agent.session.drive`, injected), in a thread worker whose events arrive
+headless runs (`agent.service.session.drive`, injected), in a thread worker whose events arrive
 as messages. Heavy libraries (torch, transformers, langgraph) load only in workers, so
 the first screen paints before any of them is imported.
 
@@ -47,7 +47,7 @@ from textual.widgets import Input
 class FtagentApp(SlashCommands, GateHandling, RunWatching, EngineWorkers, AssistantChat,
                  Serving, App):
     """`runs_root`: where new runs go (default: $FTAGENT_RUNS_DIR or ./runs); `driver`:
-    the workflow driver with drive()'s signature (default: agent.session.drive)."""
+    the workflow driver with drive()'s signature (default: agent.service.session.drive)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "ftagent"

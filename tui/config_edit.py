@@ -68,7 +68,7 @@ def config_changes(old: TrainConfig, new: TrainConfig) -> dict:
 
 def parse_changes(text: str, gate: str | None = None) -> dict:
     """A mapping of plan choices and config fields, checked by the one validation every
-    gate decision goes through (agent.gates.check_changes); without a gate, as the
+    gate decision goes through (agent.graph.gates.check_changes); without a gate, as the
     strategy gate (which accepts both) checks them."""
     from ftagent.agent.graph.gates import DecisionError, check_changes
 

@@ -173,7 +173,7 @@ def prepare(
     safety_mix: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="safety rows added to the training split of "
                             "chat/generation data, as a share of it; 0 turns it off")
-    ] = 0.6,  # tools.plan_decide.SAFETY_MIX, as a workflow run plans it
+    ] = 0.6,  # tools.plan.decide.SAFETY_MIX, as a workflow run plans it
 ) -> None:
     """Fix on a copy, split (stratified, near-duplicate groups kept together) and report.
     Chat and generation data get the safety mix in their training split (refusals and

@@ -69,7 +69,7 @@ class GateRule(BaseModel):
 
 
 class PolicyFile(BaseModel):
-    """The parsed file; `decide` is called by agent.session.drive like any policy."""
+    """The parsed file; `decide` is called by agent.service.session.drive like any policy."""
 
     path: str
     rules: dict[str, GateRule]

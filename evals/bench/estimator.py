@@ -2,9 +2,9 @@
 
     .venv/bin/python evals/bench/estimator.py [--steps 4]
 
-Runs `python -m tools.train` on the bundled SmolLM2-135M with the demo data for a few
+Runs `python -m ftagent.tools.train` on the bundled SmolLM2-135M with the demo data for a few
 steps in several set-ups, reads the peak RSS the run logged (CUDA allocator peak on a
-GPU), and prints it next to `tools.estimate.estimate` for the same set-up.
+GPU), and prints it next to `tools.plan.estimate.estimate` for the same set-up.
 """
 
 from __future__ import annotations

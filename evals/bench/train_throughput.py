@@ -12,7 +12,7 @@ process (its own peak memory):
   with SFTConfig's defaults (padded batches, gradient checkpointing on, bf16 autocast; on a
   CPU, `use_cpu=True` as TRL's error message asks);
 - `TRL quick-start, fp32`: the same with bf16=False (the shared reference table's setting);
-- `ftagent`: `tools.train.train` with the config defaults (padding-free batches with
+- `ftagent`: `tools.train.recipe.train` with the config defaults (padding-free batches with
   per-example attention, loss projected only on answer tokens, bf16 base weights).
 
 Printed per set-up: real (non-padding) tokens/s over steps 2..N (step 1 warms up), the ratio

@@ -1,1 +1,1 @@
-"""The planner evaluation: scenarios.yaml run through tools.plan.make_plan (see __main__)."""
+"""The planner evaluation: scenarios.yaml run through tools.plan.rules.make_plan (see __main__)."""

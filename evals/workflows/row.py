@@ -1,10 +1,10 @@
 """One run folder -> one row of the table: where the run ended, why, and every gate's verdict
 with its numbers. Everything but `read_run` is a pure function of the manifest and events.
 
-Event shapes (agent/session.py): `gate_waiting` carries the gate's GateRequest (gate,
+Event shapes (agent/service/session.py): `gate_waiting` carries the gate's GateRequest (gate,
 passed, summary, evidence); `gate_decision` the decision (gate, action, reason);
 `node_started` / `node_finished` the node; `run_waiting` / `run_finished` / `run_failed`
-the end. The evaluation gate's evidence["targets"] is tools/verdict.py's per-target table.
+the end. The evaluation gate's evidence["targets"] is tools/evaluate/verdict.py's per-target table.
 """
 
 from __future__ import annotations

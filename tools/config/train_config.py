@@ -91,7 +91,7 @@ class DeploySettings(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Everything `python -m tools.train CONFIG` needs; nothing is read from elsewhere."""
+    """Everything `python -m ftagent.tools.train CONFIG` needs; nothing is read from elsewhere."""
 
     model_config = ConfigDict(extra="forbid")
 

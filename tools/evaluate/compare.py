@@ -82,7 +82,7 @@ PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy"}
 
 
 def primary_metric(task_type: str, scores: ModelScores) -> str:
-    """The metric a task is judged by: what the plan targets (tools.plan_decide), read from
+    """The metric a task is judged by: what the plan targets (tools.plan.decide), read from
     what the test set allowed: JSON references get field match, code chrF, other free text
     ROUGE-L (exact match of free text is almost always 0 for base and tuned alike)."""
     if task_type in PRIMARY:

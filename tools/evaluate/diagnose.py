@@ -2,7 +2,7 @@
 what to change? Pure rules over the evidence a run leaves (the training curves, base vs
 tuned scores, the data's shape), with one set of thresholds that the tester, the training
 summary (`tools.train.metrics.summarize`) and the chat's run diagnosis
-(`agent.service.run_diagnosis`) all read.
+(`agent.chat.run_diagnosis`) all read.
 
 Each tester rule names the evidence it read and proposes config changes (the workflow
 retrains with them) or a data change (a person acts on it: the workflow cannot invent

@@ -3,7 +3,7 @@
 Every metric the tester computed gets a row: base, tuned, the change, and either the target
 it is held to (the plan's primary-metric gain, its absolute floors, e.g. accuracy >= 0.85,
 and the loss drop decide "targets met"; the forgetting guard and the safety limits of
-tools.eval_probes.SafetyLimits decide warnings and the safety gate) or, for metrics with no
+tools.evaluate.probes.SafetyLimits decide warnings and the safety gate) or, for metrics with no
 target, whether the tuned model is better or worse than the baseline.
 """
 

@@ -1,6 +1,6 @@
 """Will it fit, how long will it take, what will it cost: numbers for the planner.
 
-Memory comes from `tools.estimate` (formula and measured error there). A setting fits
+Memory comes from `tools.plan.estimate` (formula and measured error there). A setting fits
 when its estimate stays under the usable memory: 90% of a GPU (fragmentation and the
 allocator's cache take the rest) or 80% of available RAM (already in the budget).
 """

@@ -1,5 +1,5 @@
 """The planner at the edge: read the data, probe the hardware, resolve the model, and
-hand plain values to the rules in `tools.plan`."""
+hand plain values to the rules in `tools.plan.rules`."""
 
 from __future__ import annotations
 

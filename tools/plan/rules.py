@@ -2,7 +2,7 @@
 
 Pure logic (`make_plan`): every input is a plain value, so the rules are testable
 without a model and scored by `python -m evals.planner`. The decisions themselves live
-in `tools.plan_decide`, the plan's text sections in `tools.plan_sections`.
+in `tools.plan.decide`, the plan's text sections in `tools.plan.sections`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP server for a base model or base + LoRA adapter.
 
-    python -m tools.serve MODEL_DIR [--adapter DIR] [--port 8000] [--api-key KEY] [--no-batching]
+    python -m ftagent.tools.serve MODEL_DIR [--adapter DIR] [--port 8000] [--api-key KEY]
+        [--no-batching]
 
 `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions` (both with SSE
 streaming), plus `GET /health` and `GET /stats` (the engine's counters). Generation runs in
@@ -130,7 +131,7 @@ def start_server_process(model_dir: str | Path, adapter: str | Path | None = Non
                          model_name: str | None = None, no_batching: bool = False,
                          extra_args: list[str] | tuple[str, ...] = (), timeout: float = 180.0,
                          log_path: str | Path | None = None) -> ServerHandle:
-    """Start `python -m tools.serve` on 127.0.0.1 and wait until `/v1/models` answers.
+    """Start `python -m ftagent.tools.serve` on 127.0.0.1 and wait until `/v1/models` answers.
 
     Without `port`, a free one is picked (and picked again if another process takes it
     first). Raises RuntimeError with the tail of the server's log if it exits or is not

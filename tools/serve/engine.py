@@ -2,14 +2,14 @@
 
 Requests wait in a queue. The engine thread takes whatever is waiting (up to
 `max_batch_size`; when idle it first waits `batch_wait_s` for company), prefills the
-newcomers together (left-padded with `tools.generation.left_pad`), merges their KV cache
+newcomers together (left-padded with `tools.evaluate.generation.left_pad`), merges their KV cache
 into the running batch and then decodes every running request one token per step. A
 request that finishes leaves at once and a newcomer joins between two steps, so a short
 answer never waits for a long one. Padding is masked and position ids count only real
 tokens, so every row computes what it would compute alone: greedy outputs equal
-`tools.generation.generate_one_by_one` up to floating point (in fp32, equal in practice).
+`tools.evaluate.generation.generate_one_by_one` up to floating point (in fp32, equal in practice).
 
-Pure torch + transformers. The HTTP layer (`tools/serve.py`) calls `submit` with a
+Pure torch + transformers. The HTTP layer (`tools/serve/routes.py`) calls `submit` with a
 callback that receives `Event`s on the engine thread.
 """
 

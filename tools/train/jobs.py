@@ -30,7 +30,7 @@ def run_training_job(
     launch: str = "auto",
     accelerate_config: str | Path | None = None,
 ) -> dict:
-    """Run `python -m tools.train CONFIG` to completion; stream each metrics row.
+    """Run `python -m ftagent.tools.train CONFIG` to completion; stream each metrics row.
 
     A finished job (result.json present) is not run again; a job still running from an
     earlier, killed watcher is followed to its end; an unfinished one resumes from its

@@ -3,7 +3,7 @@ accelerate config file for DDP, FSDP2 or DeepSpeed ZeRO-3 on several GPUs.
 
 The builders are pure, so they are tested without launching anything; the functions after
 them (`prepare_config`, `write_accelerate_config`, ...) touch the machine. The recipe
-(`python -m tools.train`) runs unchanged in every process; only rank 0 writes metrics,
+(`python -m ftagent.tools.train`) runs unchanged in every process; only rank 0 writes metrics,
 checkpoint markers and results.
 """
 

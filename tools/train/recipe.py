@@ -1,7 +1,7 @@
 """The training recipe (SFT, or DPO on preference rows), run in its own process so a killed
 UI never kills training:
 
-    python -m tools.train path/to/config.yaml
+    python -m ftagent.tools.train path/to/config.yaml
 
 Writes into `output_dir`: `checkpoints/` (resumed from automatically), `metrics.jsonl`
 (one JSON object per log step, read live by the agent), `adapter/` (LoRA/QLoRA) or

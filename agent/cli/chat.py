@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ftagent.agent.cli.common import fail
 
 
 def _assistant(runs_dir: Path | None, run: str | None, thread: str | None = None,
@@ -25,8 +26,7 @@ def _assistant(runs_dir: Path | None, run: str | None, thread: str | None = None
         try:
             ctx.run_dir = find_run_or_folder(run, ctx.runs_root)
         except RunError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc)) from None
     return Assistant(ctx, load_settings(), thread_id=thread)
 
 
@@ -133,9 +133,7 @@ def llm_command(
         try:
             s = LLMSettings.model_validate({**s.model_dump(), **changes})
         except ValidationError as exc:
-            typer.secho(f"error: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
-                        fg="red", err=True)
-            raise typer.Exit(2) from None
+            raise fail(f"{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
         typer.echo(f"saved {save_settings(s)}")
     typer.echo(f"LLM: {s.describe()}")
     if check:

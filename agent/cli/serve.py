@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ftagent.agent.cli.common import fail
 from ftagent.tools.serve.options import API_KEY_ENV, DEFAULTS, HELP, settings_from
 
 
@@ -45,11 +46,9 @@ def serve_command(
     from ftagent.tools.serve.app import run_server
 
     if adapter is not None and not adapter.is_dir():
-        typer.secho(f"error: adapter folder {adapter} not found", fg="red", err=True)
-        raise typer.Exit(2)
+        raise fail(f"adapter folder {adapter} not found")
     settings = settings_from(options | {"adapter": str(adapter) if adapter else None})
     try:
         run_server(settings)
     except (ModelNotFoundError, FileNotFoundError, ValueError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from ftagent.tools import jsonl_log
 from ftagent.tools.atomic import write_json
 from ftagent.tools.paths import default_runs_dir, ftagent_home
 from ftagent.tools.process import alive
@@ -80,8 +81,7 @@ def create_run(run_dir: Path, run_id: str, inputs: dict) -> Path:
     )
     index = _index_path()
     index.parent.mkdir(parents=True, exist_ok=True)
-    with open(index, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"run_id": run_id, "run_dir": str(run_dir)}) + "\n")
+    jsonl_log.append(index, {"run_id": run_id, "run_dir": str(run_dir)})
     return run_dir
 
 
@@ -101,23 +101,13 @@ def update_manifest(run_dir: Path, **fields) -> dict:
 
 def append_event(run_dir: Path, event: dict) -> dict:
     event = {"time": round(time.time(), 3), **event}
-    with open(Path(run_dir) / EVENTS, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(event, default=str) + "\n")
+    jsonl_log.append(Path(run_dir) / EVENTS, event)
     return event
 
 
 def read_events(run_dir: Path) -> list[dict]:
     """The run's events; a line cut short by a kill is skipped."""
-    path = Path(run_dir) / EVENTS
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return jsonl_log.read(Path(run_dir) / EVENTS)
 
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -164,10 +154,7 @@ def find_run_or_folder(arg: str, runs_dir: Path | None = None) -> Path:
 
 
 def _read_index() -> list[dict]:
-    path = _index_path()
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return jsonl_log.read(_index_path())
 
 
 def effective_status(manifest: dict) -> str:

@@ -4,30 +4,22 @@ live by the agent, the TUI and `ftagent train`), the loss plot, and the end-of-r
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+
+from ftagent.tools import jsonl_log
 
 METRICS_FILE = "metrics.jsonl"
 
 
 def append_row(path: Path, row: dict) -> None:
     row["time"] = time.time()
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
+    jsonl_log.append(path, row)
 
 
 def read_metrics(output_dir: str | Path) -> list[dict]:
-    path = Path(output_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return rows
+    """The rows so far; the training process may be writing the last line right now."""
+    return jsonl_log.read(Path(output_dir) / METRICS_FILE, stop_at_partial=True)
 
 
 def peak_memory_mb() -> dict:

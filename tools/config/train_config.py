@@ -133,6 +133,11 @@ class TrainConfig(BaseModel):
         True, description="batch examples end to end with no pad tokens (position ids mark "
         "where each starts; no example attends to another); off for prompt/prefix tuning"
     )
+    shared_prefix: bool = Field(
+        True, description="rows of a micro-batch that start with the same tokens (a system "
+        "prompt, tool schemas, few-shot examples) compute those tokens once; exact, and a "
+        "no-op when rows share nothing; needs padding_free"
+    )
     packing: bool = Field(
         False, description="also bin examples (best-fit decreasing) into rows of max_length "
         "tokens; batch_size then counts rows, not examples"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from ftagent.tools.train.shared_prefix import PREFIX, SEGMENTS_KEY, SUFFIX
 
 NAME = "ftagent_varlen"
 
@@ -20,8 +21,13 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
                         is_causal=None, **kwargs):
     """An attention function in transformers' AttentionInterface shape: query is
     (batch, heads, tokens, dim); returns (batch, tokens, heads, dim)."""
+    segments = kwargs.get(SEGMENTS_KEY)
     cu = kwargs.get("cu_seq_lens_q")
-    if cu is None or query.shape[0] != 1 or attention_mask is not None or query.shape[2] == 1:
+    flat = query.shape[0] == 1 and attention_mask is None and query.shape[2] > 1
+    if segments is not None and flat:
+        return _shared_prefix_forward(module, query, key, value, segments, dropout, scaling,
+                                      kwargs.get("sliding_window"), kwargs.get("softcap"))
+    if cu is None or not flat:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -42,6 +48,89 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
     ]
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return out.transpose(1, 2).to(dtype).contiguous(), None
+
+
+def _shared_prefix_forward(module, query, key, value, segments, dropout, scaling, window,
+                           softcap):
+    """Attention over a shared-prefix row (`shared_prefix.layout`): a prefix or a plain
+    example is causal on its own; a group's suffixes attend, in one call, to the prefix's
+    keys and values and causally to themselves, with a mask that keeps them apart."""
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    p = dropout if module.training else 0.0
+    dtype = query.dtype
+    if query.device.type == "cpu" and dtype == torch.bfloat16:
+        query, key, value = query.float(), key.float(), value.float()  # as in varlen above
+    outs = []
+    for start, end, prefix_start, mask in _plan(segments, window, query.device):
+        q = query[:, :, start:end]
+        if mask is None:
+            k, v = key[:, :, start:end], value[:, :, start:end]
+            outs.append(_causal(module, q, k, v, p, scaling, gqa, window, softcap))
+        else:
+            k, v = key[:, :, prefix_start:end], value[:, :, prefix_start:end]
+            outs.append(_masked(q, k, v, mask, p, scaling, gqa, softcap))
+    out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+    return out.transpose(1, 2).to(dtype).contiguous(), None
+
+
+def _plan(segments: torch.Tensor, window: int | None, device) -> list[tuple]:
+    """(start, end, keys' start, mask or None) per attention call; computed once per
+    forward (every layer sees the same segments tensor) and window size."""
+    key = (window, device)
+    if _plan_cache["tensor"] is not segments:
+        _plan_cache["tensor"], _plan_cache["plans"] = segments, {}
+    plans = _plan_cache["plans"]
+    if key not in plans:
+        plans[key] = _build_plan(segments.tolist(), window, device)
+    return plans[key]
+
+
+def _build_plan(rows: list[list[int]], window: int | None, device) -> list[tuple]:
+    plan: list[tuple] = []
+    i = 0
+    while i < len(rows):
+        start, end, kind = rows[i]
+        if kind != PREFIX:
+            plan.append((start, end, start, None))
+            i += 1
+            continue
+        plan.append((start, end, start, None))  # the prefix itself: plain causal
+        suffixes = []
+        i += 1
+        while i < len(rows) and rows[i][2] == SUFFIX:
+            suffixes.append(rows[i][:2])
+            i += 1
+        plan.append((suffixes[0][0], suffixes[-1][1], start,
+                     _suffix_mask(end - start, suffixes, window, device)))
+    return plan
+
+
+def _suffix_mask(prefix_len: int, suffixes: list[list[int]], window: int | None, device):
+    """(suffix tokens, prefix + suffix tokens) booleans: every suffix token sees the whole
+    prefix and the earlier tokens of its own suffix, within the sliding window if any."""
+    seg = torch.cat([torch.full((e - s,), n) for n, (s, e) in enumerate(suffixes)])
+    own = torch.cat([torch.arange(e - s) for s, e in suffixes]) + prefix_len  # positions
+    allowed_suffix = (seg[:, None] == seg[None, :]) & (own[:, None] >= own[None, :])
+    allowed = torch.cat([torch.ones(len(seg), prefix_len, dtype=torch.bool), allowed_suffix],
+                        dim=1)
+    if window is not None:
+        key_pos = torch.cat([torch.arange(prefix_len), own])
+        allowed &= (own[:, None] - key_pos[None, :]) < window
+    return allowed.to(device)
+
+
+def _masked(q, k, v, mask, p, scaling, gqa, softcap):
+    if softcap is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                              scale=scaling, enable_gqa=gqa)
+    if gqa:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+    scores = torch.tanh((q @ k.transpose(-1, -2)) * scale / softcap) * softcap
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return F.dropout(probs, p=p, training=p > 0) @ v
 
 
 def _causal(module, q, k, v, p, scaling, gqa, window, softcap):
@@ -69,6 +158,7 @@ def _causal(module, q, k, v, p, scaling, gqa, window, softcap):
 
 
 _cache: dict = {"tensor": None, "bounds": None}
+_plan_cache: dict = {"tensor": None, "plans": {}}
 
 
 def _bounds(cu: torch.Tensor) -> list[int]:

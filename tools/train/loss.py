@@ -16,6 +16,7 @@ import inspect
 
 import torch
 import torch.nn.functional as F
+from ftagent.tools.train.shared_prefix import ROW_TOKENS_KEY
 
 
 def keeps_logits(model) -> bool:
@@ -60,6 +61,8 @@ def fast_sft_trainer_class():
 
     class FastSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # The rows' own token count (shared-prefix batches feed fewer): not a model input.
+            row_tokens = inputs.pop(ROW_TOKENS_KEY, None)
             if return_outputs or not getattr(self, "_selective_loss", False):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
@@ -76,7 +79,13 @@ def fast_sft_trainer_class():
                     local = inputs["attention_mask"].sum()
                 else:
                     local = torch.tensor(inputs["input_ids"].size(1), device=loss.device)
-                self._total_train_tokens += acc.gather_for_metrics(local).sum().item()
+                fed = acc.gather_for_metrics(local).sum().item()
+                rows = fed if row_tokens is None else \
+                    acc.gather_for_metrics(row_tokens.to(loss.device)).sum().item()
+                # num_tokens counts the rows' tokens, so tokens/s compares with sharing off.
+                self._total_train_tokens += rows
+                self._shared_tokens = getattr(self, "_shared_tokens", 0) + rows - fed
+                self._metrics[mode]["tokens_saved_by_sharing"] = [self._shared_tokens]
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return loss
 

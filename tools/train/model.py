@@ -26,9 +26,17 @@ def padding_free(cfg: TrainConfig) -> bool:
             and cfg.objective == "sft")
 
 
+def shares_prefix(cfg: TrainConfig) -> bool:
+    """Shared-prefix batches need padding-free rows and the per-example attention that
+    reads their layout; a kernel chosen by name (flash, sdpa, eager) turns them off."""
+    return (cfg.shared_prefix and padding_free(cfg)
+            and cfg.attn_implementation in ("auto", "varlen"))
+
+
 def attention_for(cfg: TrainConfig) -> str:
-    """The attention kernel: flash-attention on CUDA when installed, otherwise per-example
-    SDPA for padding-free batches (exact, no cross-example mask), otherwise plain SDPA."""
+    """The attention kernel: per-example SDPA for shared-prefix batches; otherwise
+    flash-attention on CUDA when installed, otherwise per-example SDPA for padding-free
+    batches (exact, no cross-example mask), otherwise plain SDPA."""
     choice = cfg.attn_implementation
     if choice == "auto":
         import importlib.util
@@ -37,6 +45,10 @@ def attention_for(cfg: TrainConfig) -> str:
 
         if not padding_free(cfg):
             choice = "sdpa"
+        elif shares_prefix(cfg):
+            # Its calls run SDPA per example and per shared prefix, on CUDA too (flash-
+            # attention's varlen kernel has no prefix shared by several sequences).
+            choice = "varlen"
         elif torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
             choice = "flash_attention_2"
         else:

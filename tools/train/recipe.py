@@ -26,7 +26,13 @@ from ftagent.tools.train.metrics import (
     read_metrics,
     summarize,
 )
-from ftagent.tools.train.model import load_model, padding_free, peft_config, use_bf16
+from ftagent.tools.train.model import (
+    load_model,
+    padding_free,
+    peft_config,
+    shares_prefix,
+    use_bf16,
+)
 from ftagent.tools.train.oom import MAX_RETRIES, backoff, describe
 from ftagent.tools.train.resume import ResumeMismatch, check_resume, load_backoff, save_backoff
 from ftagent.tools.train.sanity import masked_rows, sanity_callback
@@ -82,6 +88,11 @@ def _trainer_for(cfg: TrainConfig, model, tokenizer, ds, common: dict, callbacks
         from ftagent.tools.train.loss import keeps_logits
 
         trainer._selective_loss = cfg.method not in PROMPT_METHODS and keeps_logits(trainer.model)
+        if shares_prefix(cfg):
+            from ftagent.tools.train.shared_prefix import SharedPrefixCollator
+
+            # TRL refuses a custom collator with padding-free rows; this one wraps TRL's.
+            trainer.data_collator = SharedPrefixCollator(trainer.data_collator)
     return trainer
 
 
@@ -273,7 +284,7 @@ def _write_result(cfg: TrainConfig, out: Path, final_name: str, trainer, output,
         "world_size": trainer.args.world_size,
         "effective": {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
                       "gradient_checkpointing": cfg.gradient_checkpointing,
-                      "padding_free": padding_free(cfg),
+                      "padding_free": padding_free(cfg), "shared_prefix": shares_prefix(cfg),
                       "attention": model.config._attn_implementation, "bf16": bf16},
         "loss_plot": str(plot_loss(rows, out / "loss.png") or ""),
     }

@@ -131,3 +131,20 @@ def test_a_resumed_run_is_summarised_without_the_steps_it_redid():
     summary = summarize(rows)
     assert summary["final_train_loss"] == (18.0 + 4 * 1.0) / 5
     assert summary["warnings"] == [warn["message"]]
+
+
+def test_the_summary_says_how_many_tokens_shared_prefixes_saved():
+    """The last logged counts reach the result and the gate's text; a run that shared
+    nothing says nothing about it."""
+    from ftagent.tools.train.summary import training_summary
+
+    rows = [{"event": "log", "step": s, "loss": 1.0, "num_tokens": 1000.0 * s,
+             "tokens_saved_by_sharing": 600.0 * s} for s in (1, 2, 3)]
+    summary = summarize(rows)
+    assert summary["tokens"] == 3000 and summary["tokens_saved_by_sharing"] == 1800
+    result = {"global_step": 3, "wall_s": 9.0, "train_loss": 1.0, **summary}
+    assert "1,800 of 3,000 tokens (60%)" in training_summary(result)
+    plain = summarize([{k: v for k, v in r.items() if k != "tokens_saved_by_sharing"}
+                       for r in rows])
+    assert plain["tokens_saved_by_sharing"] == 0
+    assert "shared prefixes" not in training_summary({**result, **plain})

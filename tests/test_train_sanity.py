@@ -64,6 +64,12 @@ def test_ftagent_train_runs_a_config_and_refuses_a_finished_run(tmp_path, tiny_m
     assert r.returncode == 0, r.stderr[-2000:]
     assert "done: 3 steps" in r.stdout
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
+    # The demo rows share their system prompt: the run computed it once per micro-batch.
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["effective"]["shared_prefix"] is True
+    logs = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    saved = [r["tokens_saved_by_sharing"] for r in logs if "tokens_saved_by_sharing" in r]
+    assert saved and saved[-1] > 0 and saved == sorted(saved)
     again = ftagent("train", str(path))
     assert again.returncode == 2 and "never overwritten" in again.stderr
     bad = save_config(apply_overrides(cfg, {"train_file": str(tmp_path / "missing.jsonl"),

@@ -127,12 +127,16 @@ def summarize(rows: list[dict]) -> dict:
         anomalies.append(over)
     best = min(evals, key=lambda e: e[1]) if evals else None
     speeds = [r["tokens_per_s"] for r in rows if "tokens_per_s" in r]
+    fed = next((r for r in reversed(rows) if "num_tokens" in r), {})
     return {
         "final_train_loss": _mean(train[-5:]) if train else None,
         "final_eval_loss": evals[-1][1] if evals else None,
         "best_eval_loss": best[1] if best else None,
         "best_eval_step": best[0] if best else None,
         "tokens_per_s": speeds[-1] if speeds else None,
+        # The rows' tokens, and how many of them shared-prefix batches computed only once.
+        "tokens": fed.get("num_tokens"),
+        "tokens_saved_by_sharing": fed.get("tokens_saved_by_sharing", 0),
         "anomalies": anomalies,
         # A resumed run checks its data again: each warning once.
         "warnings": list(dict.fromkeys(r["message"] for r in rows

@@ -16,6 +16,11 @@ def training_summary(r: dict) -> str:
                      + (f", best {best:.4f} at step {r['best_eval_step']}" if best else ""))
     if r.get("tokens_per_s"):
         lines.append(f"speed: {r['tokens_per_s']:.0f} tokens/s")
+    if r.get("tokens_saved_by_sharing") and r.get("tokens"):
+        saved = r["tokens_saved_by_sharing"]
+        lines.append(f"shared prefixes: {saved:,.0f} of {r['tokens']:,.0f} tokens "
+                     f"({saved / r['tokens']:.0%}) computed once per micro-batch instead of "
+                     "once per row")
     for a in r.get("anomalies", []):
         lines.append(f"anomaly ({a.get('kind')}): {a.get('message')} {a.get('fix', '')}".strip())
     for w in r.get("warnings", []):

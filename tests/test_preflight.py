@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from ftagent.tools.config.train_config import QuantSettings, TrainConfig
+from ftagent.tools.data.facts import TokenFacts
 from ftagent.tools.hardware import GPU, Hardware
 from ftagent.tools.plan.estimate import shape_from_config
 from ftagent.tools.train.capacity_checks import (
@@ -211,10 +212,26 @@ def test_too_little_memory_fails_with_the_fixes(tiny_model, small_data, tmp_path
 def test_memory_fix_names_the_largest_batch_that_fits(tiny_model, tmp_path):
     shape = shape_from_config(json.loads((tiny_model / "config.json").read_text()))
     cfg = make_config(tmp_path, "x.jsonl", batch_size=8, grad_accum=1, max_length=512)
-    budget = estimate_run(shape, cfg, "fp32", "cpu", batch=3).total_gb + 0.001
-    fixes = memory_fixes(shape, cfg, "fp32", "cpu", budget)
+    rows = TokenFacts.worst_case(512)
+    budget = estimate_run(shape, cfg, rows, "fp32", "cpu", batch=3).total_gb + 0.001
+    fixes = memory_fixes(shape, cfg, rows, "fp32", "cpu", budget)
     assert "batch_size: 3 with grad_accum: 3" in fixes
     assert "Even all" not in fixes
+
+
+def test_memory_is_estimated_on_the_train_file_rows(tiny_model, small_data, tmp_path):
+    """Padding-free rows cost their real length: the pre-flight measures the train file
+    with the model's tokenizer instead of assuming batch x max_length."""
+    from ftagent.tools.data.tokens import train_file_facts
+
+    facts = train_file_facts(small_data, tiny_model)
+    assert facts.measured and facts.longest < 256 and facts.shared_prefix >= 16
+    cfg = make_config(tmp_path, small_data, batch_size=8, max_length=2048)
+    check = preflight(cfg, cpu_machine(), tiny_model).get("memory")
+    shape = shape_from_config(json.loads((tiny_model / "config.json").read_text()))
+    same = estimate_run(shape, cfg, facts, "fp32", "cpu").total_gb
+    worst = estimate_run(shape, cfg, TokenFacts.worst_case(2048), "fp32", "cpu").total_gb
+    assert f"estimated peak {same:.2f} GB" in check.detail and same < worst / 4
 
 
 def test_disk_need_and_shortfall():
@@ -250,3 +267,34 @@ def test_missing_train_file_and_empty_val_file_fail(tiny_model, tmp_path):
     assert "does not exist" in report.get("train_file").detail
     assert "is empty" in report.get("val_file").detail
     assert "fix: " in format_report(report)
+
+
+@pytest.mark.parametrize("hw", [
+    cpu_machine(),
+    cpu_machine(ram_available_gb=3.0).model_copy(update={"cpu_bf16": True}),
+    Hardware(cpu_cores=8, ram_gb=64, ram_available_gb=60, disk_free_gb=100, gpus=[T4]),
+], ids=["cpu-fp32", "cpu-bf16-small", "t4"])
+def test_plan_and_pre_flight_give_one_estimate(bundled_model, small_data, tmp_path, hw):
+    """The plan's memory estimate and budget are the pre-flight's, to the digit, for the
+    config written from that plan and the same data: one function (`estimate_for`), the
+    same settings (`settings_of` the config the plan becomes) and the same token facts."""
+    from ftagent.tools.config.train_config import config_from_plan
+    from ftagent.tools.plan.planner import data_facts
+    from ftagent.tools.plan.rules import make_plan
+    from ftagent.tools.plan.types import PlanInputs
+    from ftagent.tools.registry import card_from_folder
+    from transformers import AutoTokenizer
+
+    facts = data_facts(small_data, AutoTokenizer.from_pretrained(bundled_model.path))
+    assert facts.tokens and facts.tokens.measured
+    card = card_from_folder(bundled_model.path, bundled_model.name)
+    plan = make_plan(PlanInputs(goal="route support messages to one of ten intents",
+                                data=facts, hardware=hw, model=card))
+    cfg = config_from_plan(plan.model_dump() | {"model_path": str(bundled_model.path)},
+                           str(small_data), None, str(tmp_path / "run"), facts.n_examples,
+                           longest_example=facts.tokens.longest)
+    assert cfg.max_length == plan.training.max_length
+    check = preflight(cfg, hw, bundled_model.path).get("memory")
+    assert (f"estimated peak {plan.estimated_memory_gb:.2f} GB, budget "
+            f"{plan.memory_budget_gb:.2f} GB") in check.detail
+    assert check.ok == plan.fits

@@ -84,10 +84,13 @@ def validate(
     """Types, then settings that load but train badly on this model. Exit 0 clean, 1
     warnings (with --strict), 2 errors."""
     from ftagent.tools.config.check import check_config
+    from ftagent.tools.data.tokens import train_file_facts
 
     cfg = _load(path)
     model_config, origin = _model_config(cfg.model)
-    findings = check_config(cfg, model_config, memory_budget)
+    tokens = (train_file_facts(cfg.train_file, cfg.model)
+              if memory_budget and model_config and Path(cfg.train_file).is_file() else None)
+    findings = check_config(cfg, model_config, memory_budget, tokens=tokens)
     if as_json:
         typer.echo(json.dumps([f.model_dump() for f in findings], indent=2))
     else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from ftagent.tools.config.train_config import PROMPT_METHODS, TrainConfig
+from ftagent.tools.data.facts import TokenFacts
 from pydantic import BaseModel
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -162,42 +163,41 @@ def _files(cfg: TrainConfig) -> list[Finding]:
     return out
 
 
-def _precision(cfg: TrainConfig) -> str:
-    return "fp32" if cfg.bf16 is False else "bf16"
-
-
 def _estimate_gb(cfg: TrainConfig, model_config: dict, batch: int, checkpointing: bool,
-                 device: str) -> float:
-    from ftagent.tools.plan.estimate import estimate, shape_from_config
+                 device: str, tokens: TokenFacts | None = None) -> float:
+    """The pre-flight's estimate (`estimate_for`) of this config over the training rows'
+    token facts; without them, every row max_length tokens long, all of it loss (an upper
+    bound). bf16 "auto" counts as bf16, as it trains on any machine that has it."""
+    from ftagent.tools.plan.estimate import estimate_for, settings_of, shape_from_config
 
-    targets = cfg.lora.target_modules
-    if targets == "all-linear":
-        targets = _valid_targets(cfg, model_config) or DEFAULT_TARGETS
-    return estimate(
-        shape_from_config(model_config), cfg.method, _precision(cfg), batch, cfg.max_length,
-        cfg.lora.r, tuple(targets), checkpointing, device=device,
-    ).total_gb
+    change: dict = {"batch": batch, "gradient_checkpointing": checkpointing}
+    if cfg.lora.target_modules == "all-linear":
+        change["lora_targets"] = tuple(_valid_targets(cfg, model_config) or DEFAULT_TARGETS)
+    settings = settings_of(cfg, "fp32" if cfg.bf16 is False else "bf16", **change)
+    return estimate_for(shape_from_config(model_config), settings,
+                        tokens or TokenFacts.worst_case(cfg.max_length), device).total_gb
 
 
 def fit_to_budget(cfg: TrainConfig, model_config: dict | None, budget_gb: float | None,
-                  device: str) -> tuple[TrainConfig, str]:
+                  device: str, tokens: TokenFacts | None = None) -> tuple[TrainConfig, str]:
     """The config changed to fit the memory there is, keeping the effective batch: halve
-    batch_size and double grad_accum, then gradient checkpointing. The plan fitted its own
-    max_length; the config may take a longer one from the data's real token lengths, and
-    the plan's batch then no longer fits (self_instruct: 17 GB planned at 832 tokens, 29 GB
-    at the data's 1472). Returns the config and what was changed ("" when nothing was)."""
+    batch_size and double grad_accum, then gradient checkpointing. The plan sized the run
+    on the data it was given; the prepared split (with its safety rows) may hold longer
+    rows. `tokens`: the train file's token facts, the pre-flight's input too, so what fits
+    here passes there. Returns the config and what was changed ("" when nothing was)."""
     if not model_config or not budget_gb:
         return cfg, ""
-    need = _estimate_gb(cfg, model_config, cfg.batch_size, cfg.gradient_checkpointing, device)
+    need = _estimate_gb(cfg, model_config, cfg.batch_size, cfg.gradient_checkpointing, device,
+                        tokens)
     start, out = need, cfg
     while need > budget_gb and out.batch_size > 1:
         out = out.model_copy(update={"batch_size": max(1, out.batch_size // 2),
                                      "grad_accum": out.grad_accum * 2})
         need = _estimate_gb(out, model_config, out.batch_size, out.gradient_checkpointing,
-                            device)
+                            device, tokens)
     if need > budget_gb and not out.gradient_checkpointing:
         out = out.model_copy(update={"gradient_checkpointing": True})
-        need = _estimate_gb(out, model_config, out.batch_size, True, device)
+        need = _estimate_gb(out, model_config, out.batch_size, True, device, tokens)
     if out is cfg:
         return cfg, ""
     return out, (f"fitted to {budget_gb:g} GB: ~{start:.1f} GB at max_length {cfg.max_length} "
@@ -206,33 +206,36 @@ def fit_to_budget(cfg: TrainConfig, model_config: dict | None, budget_gb: float 
 
 
 def _memory(cfg: TrainConfig, model_config: dict | None, budget_gb: float | None,
-            device: str) -> list[Finding]:
-    """Batch x sequence length against the memory there is, with the estimate of each fix."""
+            device: str, tokens: TokenFacts | None) -> list[Finding]:
+    """The run's estimate against the memory there is, with the estimate of each fix."""
     if not model_config or not budget_gb:
         return []
-    need = _estimate_gb(cfg, model_config, cfg.batch_size, cfg.gradient_checkpointing, device)
+    need = _estimate_gb(cfg, model_config, cfg.batch_size, cfg.gradient_checkpointing, device,
+                        tokens)
     if need <= budget_gb:
         return []
     fixes = []
     if cfg.batch_size > 1:
         half = max(1, cfg.batch_size // 2)
-        gb = _estimate_gb(cfg, model_config, half, cfg.gradient_checkpointing, device)
+        gb = _estimate_gb(cfg, model_config, half, cfg.gradient_checkpointing, device, tokens)
         fixes.append(f"batch_size {half} with grad_accum {cfg.grad_accum * 2} "
                      f"(same effective batch, ~{gb:g} GB)")
     if not cfg.gradient_checkpointing:
-        gb = _estimate_gb(cfg, model_config, cfg.batch_size, True, device)
+        gb = _estimate_gb(cfg, model_config, cfg.batch_size, True, device, tokens)
         fixes.append(f"gradient_checkpointing: true (~{gb:g} GB, ~30% slower)")
     fixes = fixes or [f"a shorter max_length than {cfg.max_length}, or method qlora"]
-    return [_warning("batch_size", f"estimated {need:g} GB for batch {cfg.batch_size} x "
-                     f"{cfg.max_length} tokens, above the {budget_gb:g} GB budget",
+    return [_warning("batch_size", f"estimated {need:g} GB for micro-batch {cfg.batch_size} "
+                     f"(max_length {cfg.max_length}), above the {budget_gb:g} GB budget",
                      "try " + " or ".join(fixes))]
 
 
 def check_config(cfg: TrainConfig, model_config: dict | None = None,
-                 memory_budget_gb: float | None = None, device: str = "cpu") -> list[Finding]:
+                 memory_budget_gb: float | None = None, device: str = "cpu",
+                 tokens: TokenFacts | None = None) -> list[Finding]:
     """All findings, errors first. `model_config` is the base model's config.json; without
     it, the registry's card is used where the model is known, and model checks are skipped
-    otherwise."""
+    otherwise. `tokens`: the train file's token facts for the memory estimate (without
+    them, rows of max_length tokens)."""
     findings = [
         *_learning_rate(cfg),
         *_lora_shape(cfg, model_config),
@@ -240,7 +243,7 @@ def check_config(cfg: TrainConfig, model_config: dict | None = None,
         *_max_length(cfg, model_config),
         *_quantization(cfg),
         *_schedule(cfg),
-        *_memory(cfg, model_config, memory_budget_gb, device),
+        *_memory(cfg, model_config, memory_budget_gb, device, tokens),
         *_files(cfg),
     ]
     return sorted(findings, key=lambda f: f.severity != "error")

@@ -14,6 +14,43 @@ from pydantic import BaseModel
 CODE_HINT = re.compile(r"```|^\s*(def |class |import |SELECT |function |#include)", re.M)
 
 
+# Fewer shared leading tokens than this are not shared by the trainer (the extra attention
+# call costs more than it saves); the same threshold as tools/train/shared_prefix.py.
+MIN_SHARED_PREFIX = 16
+
+
+class TokenFacts(BaseModel):
+    """The training rows in tokens as the trainer sees them (the model's chat template
+    applied): what the memory and time estimates size a run by. Measured by
+    `tools.data.tokens.token_facts`; `rough` builds them from the length percentiles when
+    only those are known."""
+
+    rows: int = 0  # rows measured (a spread sample of the data)
+    mean: float  # tokens per row
+    longest: int  # the longest row: the largest micro-batch of a run holds it
+    loss_mean: float  # tokens per row that carry loss (the answer)
+    loss_longest: int  # tokens of the longest row that carry loss
+    # Leading tokens every row shares, ending before the token that predicts the first loss
+    # token (a system prompt, a label list); 0 when fewer than MIN_SHARED_PREFIX.
+    shared_prefix: int = 0
+    measured: bool = True  # False: derived from percentiles, no shared prefix known
+
+    @classmethod
+    def rough(cls, typical: int, longest: int, answer: int) -> TokenFacts:
+        """From a typical length (p50), the longest row and a typical answer length."""
+        typical = max(1, typical)
+        longest = max(longest, typical)
+        answer = min(max(1, answer), typical)
+        return cls(mean=typical, longest=longest, loss_mean=answer,
+                   loss_longest=max(answer, longest - typical + answer), measured=False)
+
+    @classmethod
+    def worst_case(cls, max_length: int) -> TokenFacts:
+        """Every row max_length tokens, all of them loss: when the rows cannot be read."""
+        n = max_length
+        return cls(mean=n, longest=n, loss_mean=n, loss_longest=n, measured=False)
+
+
 class DataFacts(BaseModel):
     n_examples: int
     schema_name: str = "messages"  # detected input format
@@ -29,6 +66,14 @@ class DataFacts(BaseModel):
     json_share: float = 0.0  # answers that parse as a JSON object or list
     tokens_measured: bool = False  # False: lengths are estimated as characters / 4
     examples: list[dict] = []  # a few canonical examples for the few-shot prompt
+    # Rows in tokens with the chat template (mean, longest, loss tokens, shared prefix);
+    # None when not measured (the estimates then use `token_facts()`'s rough figures).
+    tokens: TokenFacts | None = None
+
+    def token_facts(self) -> TokenFacts:
+        """The measured token facts, or rough ones from the length percentiles."""
+        return self.tokens or TokenFacts.rough(
+            self.tokens_p50, self.tokens_max or self.tokens_p99, self.answer_tokens_p50)
 
 
 def _pct(values: list[int], q: float) -> int:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from ftagent.tools.data.facts import DataFacts
+from ftagent.tools.data.facts import DataFacts, TokenFacts
 from ftagent.tools.evaluate.probe_verdicts import SafetyLimits
 from ftagent.tools.hardware import Hardware
-from ftagent.tools.plan.estimate import GB, WEIGHT_BYTES
+from ftagent.tools.plan.estimate import GB, WEIGHT_BYTES, RunSettings, train_precision
 from ftagent.tools.plan.fit import Fit, precision_for, try_fit, usable_gb
 from ftagent.tools.plan.types import Constraints, Targets, Training
 from ftagent.tools.registry import ModelCard, lora_targets
@@ -77,6 +77,18 @@ def _weights_gb(card: ModelCard, precision: str) -> float:
     return card.params * WEIGHT_BYTES["bf16" if precision != "fp32" else "fp32"] / GB
 
 
+def run_settings(card: ModelCard, hw: Hardware, adapter: str, objective: str, task: str,
+                 n_train: int, seq: int) -> RunSettings:
+    """The settings the run's config will carry (LoRA shape from `lora_shape`, max_length,
+    the dtype; padding-free rows and shared prefixes as the config's defaults), for the
+    one estimate the pre-flight repeats. The config says bf16 or not (`config_from_plan`)
+    and the trainer has no fp16 path, so a GPU without bf16 trains, and is sized, in fp32."""
+    r, targets = lora_shape(task, n_train, card.architecture)
+    dtype = train_precision(precision_for(hw) == "bf16", False)
+    return RunSettings(method=adapter, objective=objective, precision=dtype,
+                       max_length=seq, lora_r=r, lora_targets=tuple(targets))
+
+
 def choose_adapter(
     card: ModelCard,
     hw: Hardware,
@@ -85,13 +97,15 @@ def choose_adapter(
     n: int,
     objective: str,
     fixed: str | None,
+    tokens: TokenFacts,
+    n_train: int,
 ) -> tuple[Fit, str]:
-    """How the weights are trained (lora | qlora | full) and why."""
-    targets = tuple(lora_targets(card.architecture, "attention") or ("q_proj", "v_proj"))
-    run_seq = seq * 2 if objective == "dpo" else seq  # chosen and rejected in one batch
+    """How the weights are trained (lora | qlora | full) and why; `tokens`: the training
+    rows' token facts the memory estimate sizes micro-batches by."""
 
     def fit(adapter: str) -> Fit:
-        return try_fit(card.shape, adapter, hw, run_seq, 16, targets,
+        settings = run_settings(card, hw, adapter, objective, task, n_train, seq)
+        return try_fit(card.shape, settings, hw, tokens,
                        reference_copy=objective == "dpo" and adapter == "full")
 
     at = where(hw)

@@ -1,22 +1,33 @@
 """Will it fit, how long will it take, what will it cost: numbers for the planner.
 
-Memory comes from `tools.plan.estimate` (formula and measured error there). A setting fits
-when its estimate stays under the usable memory: 90% of a GPU (fragmentation and the
-allocator's cache take the rest) or 80% of available RAM (already in the budget).
+Memory and time come from `tools.plan.estimate.estimate_for` (formula and measured error
+there), the same function the trainer's pre-flight calls, with the same settings and token
+facts. A setting fits when its estimate stays under the usable memory: 90% of a GPU
+(fragmentation and the allocator's cache take the rest) or 80% of available RAM (already in
+the budget).
 """
 
 from __future__ import annotations
 
+import math
+
+from ftagent.tools.data.facts import TokenFacts
 from ftagent.tools.hardware import Hardware
-from ftagent.tools.plan.estimate import DEVICE_FLOPS, GB, Estimate, Shape, estimate
+from ftagent.tools.plan.estimate import (
+    DEVICE_FLOPS,
+    GB,
+    Estimate,
+    RunSettings,
+    Shape,
+    estimate_for,
+    micro_batches,
+    train_flops,
+)
 from pydantic import BaseModel
 
 # Tried in order until one fits: smaller micro-batches first (gradient accumulation
 # keeps the effective batch), gradient checkpointing only when those are not enough.
 LADDER = [(8, False), (4, False), (2, False), (4, True), (2, True), (1, True)]
-PADDING_FACTOR = 1.3  # padded batches compute ~30% more tokens than they hold
-QLORA_SLOWDOWN = 1.3  # de-quantising the 4-bit base on every matmul
-CHECKPOINTING_SLOWDOWN = 1.33  # one extra forward pass
 # Price per GPU-hour (USD) when none is given: typical on-demand cloud prices, 2026.
 GPU_RATES = {"H200": 3.5, "H100": 2.5, "A100": 1.5, "A10": 0.75, "L40": 1.0, "L4": 0.7,
              "T4": 0.35, "4090": 0.4, "3090": 0.25, "V100": 0.5}
@@ -37,7 +48,7 @@ class Fit(BaseModel):
 
 
 class Timing(BaseModel):
-    tokens: int  # tokens processed over the whole run (padding included)
+    tokens: int  # tokens computed over the whole run (padding included, shared prefixes once)
     flops: float
     device_flops: float
     train_hours: float
@@ -67,18 +78,18 @@ def _per_device(e: Estimate, n: int, sharded: bool) -> float:
 
 def try_fit(
     shape: Shape,
-    adapter: str,
+    settings: RunSettings,
     hw: Hardware,
-    seq: int,
-    lora_r: int = 16,
-    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    facts: TokenFacts,
     reference_copy: bool = False,
 ) -> Fit:
     """The first rung of the ladder that fits, else the last one (marked not fitting).
-    Adapters try data-parallel (a full copy per GPU) down the whole ladder before
-    sharding; full training shards (FSDP) whenever there are several GPUs.
+    `settings` are the run's other choices (method, precision, max_length, LoRA shape);
+    the ladder sets batch and gradient checkpointing. Adapters try data-parallel (a full
+    copy per GPU) down the whole ladder before sharding; full training shards (FSDP)
+    whenever there are several GPUs.
     `reference_copy`: full-parameter DPO keeps a frozen copy of the model as reference."""
-    precision = precision_for(hw)
+    adapter = settings.method
     device = "cuda" if hw.gpus else "cpu"
     n = max(1, len(hw.gpus))
     limit = usable_gb(hw)
@@ -86,13 +97,13 @@ def try_fit(
     fit = None
     for sharded in passes:
         for batch, gc in LADDER:
-            e = estimate(shape, adapter, precision, batch, seq, lora_r, targets, gc, device,
-                         master_fp32=bool(hw.gpus))
+            run = settings.model_copy(update={"batch": batch, "gradient_checkpointing": gc})
+            e = estimate_for(shape, run, facts, device)
             extra = e.parts_gb["weights"] if reference_copy else 0.0
             mem = round(_per_device(e, n, sharded) + (extra / n if sharded else extra), 2)
             strategy = "single" if n == 1 else ("fsdp" if sharded else "ddp")
             fit = Fit(
-                adapter=adapter, precision=precision, batch_size=batch,
+                adapter=adapter, precision=precision_for(hw), batch_size=batch,
                 gradient_checkpointing=gc, memory_gb=mem, usable_gb=limit,
                 parts_gb=e.parts_gb, strategy=strategy, n_devices=n, fits=mem <= limit,
                 trainable_params=e.trainable_params,
@@ -123,27 +134,26 @@ def gpu_rate(hw: Hardware, given: float | None) -> float:
 
 
 def timing(
-    params: int,
+    shape: Shape,
+    settings: RunSettings,
     fit: Fit,
     hw: Hardware,
     n_train: int,
-    tokens_per_example: int,
+    facts: TokenFacts,
     epochs: float,
-    objective: str = "sft",
     rate_usd: float | None = None,
 ) -> Timing:
-    """FLOPs = 6 N tokens (full) or ~4 N tokens (adapters, no weight gradients), over
-    the device rate; slowed by padding, 4-bit de-quantisation and recomputation."""
-    tokens = int(n_train * tokens_per_example * epochs * PADDING_FACTOR)
-    per_token = 6 if fit.adapter == "full" else 4
-    if objective == "dpo":  # chosen + rejected, each also through the frozen reference
-        per_token = 2 * (per_token + 2)
-    flops = float(per_token) * params * tokens
-    slow = (QLORA_SLOWDOWN if fit.adapter == "qlora" else 1.0) * (
-        CHECKPOINTING_SLOWDOWN if fit.gradient_checkpointing else 1.0
-    )
+    """Every micro-batch of the run at the typical one's FLOPs (`train_flops`: the same
+    count as the estimate's seconds per step), over the device rate."""
+    run = settings.model_copy(update={"batch": fit.batch_size,
+                                      "gradient_checkpointing": fit.gradient_checkpointing})
+    _, typical = micro_batches(run, facts)
+    steps = math.ceil(n_train / fit.batch_size) * epochs
+    tokens = int(steps * typical.tokens)
+    flops = steps * train_flops(shape, fit.adapter, typical, fit.gradient_checkpointing,
+                                settings.objective)
     rate = device_rate(hw, fit.precision)
-    hours = flops * slow / rate / 3600
+    hours = flops / rate / 3600
     gpu_hours = hours * len(hw.gpus)
     price = gpu_rate(hw, rate_usd)
     return Timing(

@@ -44,7 +44,12 @@ def data_facts(spec, tokenizer=None) -> DataFacts:
         sample, a.info["schema"].kind, a.info["schema"].name, labels,
         count if tokenizer is not None else None,
     )
-    return facts.model_copy(update={"n_examples": len(examples)})
+    tokens = None
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        from ftagent.tools.data.tokens import token_facts
+
+        tokens = token_facts(tokenizer, examples)  # as the trainer's pre-flight measures
+    return facts.model_copy(update={"n_examples": len(examples), "tokens": tokens})
 
 
 def local_model_ids() -> list[str]:

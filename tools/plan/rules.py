@@ -18,6 +18,7 @@ from ftagent.tools.plan.decide import (
     model_limits,
     prompting_first,
     rank_key,
+    run_settings,
     safety_mix_for,
     size,
     targets_for,
@@ -54,12 +55,14 @@ def _objective(task: str, method: str | None) -> str:
 
 
 def _option(card, inputs, c, task, seq, objective) -> Option:
-    n = inputs.data.n_examples
+    n, hw = inputs.data.n_examples, inputs.hardware
+    n_train = int(n * TRAIN_SHARE)
+    tokens = inputs.data.token_facts()
     fixed = c.method if c.method in ("lora", "qlora", "full") else None
-    fit, why = choose_adapter(card, inputs.hardware, seq, task, n, objective, fixed)
-    epochs = 1.0 if objective == "dpo" else epochs_for(int(n * TRAIN_SHARE))
-    t = timing(card.params, fit, inputs.hardware, int(n * TRAIN_SHARE),
-               max(inputs.data.tokens_p50, 1), epochs, objective, c.rate_usd_per_hour)
+    fit, why = choose_adapter(card, hw, seq, task, n, objective, fixed, tokens, n_train)
+    epochs = 1.0 if objective == "dpo" else epochs_for(n_train)
+    settings = run_settings(card, hw, fit.adapter, objective, task, n_train, seq)
+    t = timing(card.shape, settings, fit, hw, n_train, tokens, epochs, c.rate_usd_per_hour)
     return Option(card, fit, why, t)
 
 
@@ -138,8 +141,10 @@ def make_plan(inputs: PlanInputs) -> Plan:
     understood = classify_task(inputs.goal, data, c.teacher)
     task = understood.task_type
     objective = _objective(task, c.method)
-    # p99, not the longest: the rare longer rows are dropped or cut at data_prep.
-    seq = fit_max_length(data.tokens_p99 or data.tokens_max or None, cap=MAX_PLAN_LENGTH)
+    # The longest row, as the config will set it from the prepared data (padding-free rows
+    # cost their own length, so a long max_length costs nothing by itself).
+    longest = max(data.tokens_max, data.tokens.longest if data.tokens else 0)
+    seq = fit_max_length(longest or data.tokens_p99 or None, cap=MAX_PLAN_LENGTH)
     notes = _Notes(reasons=[f"Task: {task.replace('_', ' ')} ({'; '.join(understood.reasons)})."])
     chosen, viable = _choose_model(inputs, c, task, seq, objective, known, notes)
     notes.reasons.append(chosen.why)

@@ -8,48 +8,40 @@ import shutil
 from pathlib import Path
 
 from ftagent.tools.config.train_config import TrainConfig
-from ftagent.tools.hardware import GPU, Hardware
-from ftagent.tools.plan.estimate import GB, Estimate, Shape, estimate, lora_params
+from ftagent.tools.data.facts import TokenFacts
+from ftagent.tools.hardware import Hardware
+from ftagent.tools.plan.estimate import (
+    GB,
+    Estimate,
+    Shape,
+    estimate_for,
+    lora_params,
+    settings_of,
+    train_precision,
+)
+from ftagent.tools.plan.fit import usable_gb
 from ftagent.tools.train.check_result import Check, failed, passed
 
 GPU_HEADROOM = 0.9  # the CUDA allocator fragments; leave a tenth free
 RAM_HEADROOM = 0.8  # the OS and other processes keep needing some of what is free now
 CHECKPOINTS = 3  # train.py keeps 2 (save_total_limit) and writes a third before pruning
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _precision(setting, gpu: GPU | None, cpu_bf16: bool) -> str:
-    """The dtype train.py will use (`_use_bf16`): bf16 or fp32, never fp16."""
-    if setting == "auto":
-        return "bf16" if (gpu.bf16 if gpu else cpu_bf16) else "fp32"
-    return "bf16" if setting else "fp32"
-
-
-def _targets(cfg: TrainConfig) -> tuple[str, ...]:
-    t = cfg.lora.target_modules
-    return ALL_LINEAR if t == "all-linear" else tuple(t)
-
-
-def estimate_run(shape: Shape, cfg: TrainConfig, precision: str, device: str, **change) -> Estimate:
-    """The estimator with the config's settings, optionally changed (batch=2, ...)."""
-    args = {
-        "method": cfg.method,
-        "batch": cfg.batch_size,
-        "seq": cfg.max_length,
-        "lora_r": cfg.lora.r,
-        "lora_targets": _targets(cfg),
-        "gradient_checkpointing": cfg.gradient_checkpointing,
-    } | change
-    return estimate(shape, precision=precision, device=device, **args)
+def estimate_run(shape: Shape, cfg: TrainConfig, tokens: TokenFacts, precision: str,
+                 device: str, **change) -> Estimate:
+    """The planner's estimate (`estimate_for`) with the config's settings, optionally
+    changed (batch=2, ...), over the training rows' token facts."""
+    return estimate_for(shape, settings_of(cfg, precision, **change), tokens, device)
 
 
 def memory_fixes(
-    shape: Shape, cfg: TrainConfig, precision: str, device: str, budget_gb: float
+    shape: Shape, cfg: TrainConfig, tokens: TokenFacts, precision: str, device: str,
+    budget_gb: float,
 ) -> str:
     """Each lever with the estimate it gives, so the user can pick one that fits."""
 
     def gb(**change) -> float:
-        return estimate_run(shape, cfg, precision, device, **change).total_gb
+        return estimate_run(shape, cfg, tokens, precision, device, **change).total_gb
 
     fixes = []
     if cfg.batch_size > 1:
@@ -77,17 +69,20 @@ def check_memory(est_gb: float, budget_gb: float, where: str, fixes: str) -> Che
     return passed("memory", detail)
 
 
-def memory_check(shape: Shape, cfg: TrainConfig, hw: Hardware) -> Check:
+def memory_check(shape: Shape, cfg: TrainConfig, hw: Hardware, tokens: TokenFacts) -> Check:
+    """The estimate against the memory there is; `tokens`: the train file's token facts
+    (`tools.data.tokens.file_token_facts`), the same the planner measures."""
     gpu = hw.gpus[0] if hw.gpus else None
-    precision = _precision(cfg.bf16, gpu, hw.cpu_bf16)
+    precision = train_precision(cfg.bf16, gpu.bf16 if gpu else hw.cpu_bf16)
     device = "cuda" if gpu else "cpu"
+    budget = usable_gb(hw)  # the planner's budget, rounded as it rounds it
     if gpu:
-        budget, where = gpu.memory_gb * GPU_HEADROOM, f"90% of {gpu.name}'s {gpu.memory_gb} GB"
+        where = f"{GPU_HEADROOM:.0%} of {gpu.name}'s {gpu.memory_gb} GB"
     else:
-        budget = hw.ram_available_gb * RAM_HEADROOM
-        where = f"80% of {hw.ram_available_gb} GB available RAM"
-    est = estimate_run(shape, cfg, precision, device)
-    fixes = memory_fixes(shape, cfg, precision, device, budget) if est.total_gb > budget else ""
+        where = f"{RAM_HEADROOM:.0%} of {hw.ram_available_gb} GB available RAM"
+    est = estimate_run(shape, cfg, tokens, precision, device)
+    fixes = (memory_fixes(shape, cfg, tokens, precision, device, budget)
+             if est.total_gb > budget else "")
     return check_memory(est.total_gb, budget, f"{where}, {precision}", fixes)
 
 
@@ -118,7 +113,8 @@ def existing_parent(path: Path) -> Path:
 
 def disk_check(cfg: TrainConfig, folder: Path, shape: Shape | None) -> Check:
     model_bytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-    trainable = lora_params(shape, cfg.lora.r, list(_targets(cfg))) if shape else 0
+    targets = settings_of(cfg, "fp32").lora_targets
+    trainable = lora_params(shape, cfg.lora.r, list(targets)) if shape else 0
     where = existing_parent(Path(cfg.output_dir))
     needed = disk_needed_bytes(model_bytes, cfg.method, trainable)
     return check_disk(shutil.disk_usage(where).free, needed, where)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ftagent.tools.config.train_config import TrainConfig
+from ftagent.tools.data.facts import TokenFacts
 from ftagent.tools.hardware import Hardware
 from ftagent.tools.plan.estimate import Shape, shape_from_config
 from ftagent.tools.train.capacity_checks import disk_check, existing_parent, memory_check
@@ -32,6 +33,15 @@ from ftagent.tools.train.file_checks import (
     file_size,
     model_folder,
 )
+
+
+def _token_facts(cfg: TrainConfig, folder: Path | None) -> TokenFacts:
+    """The train file's token facts with the model's tokenizer, as the planner measures
+    them; rows as long as max_length, all of them loss, when they cannot be measured."""
+    from ftagent.tools.data.tokens import train_file_facts
+
+    facts = train_file_facts(cfg.train_file, folder) if folder else None
+    return facts or TokenFacts.worst_case(cfg.max_length)
 
 
 def _shape(folder: Path | None) -> Shape | None:
@@ -59,7 +69,7 @@ def preflight(
     checks += model_checks
     shape = _shape(folder)
     if shape:
-        checks.append(memory_check(shape, cfg, hw))
+        checks.append(memory_check(shape, cfg, hw, _token_facts(cfg, folder)))
     if folder:
         checks.append(disk_check(cfg, folder, shape))
     checks.append(check_data_file("train_file", cfg.train_file, file_size(cfg.train_file)))

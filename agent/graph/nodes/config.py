@@ -23,13 +23,15 @@ def base_model_config(cfg) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def check_planned_config(cfg, plan: dict, device: str, model_cfg: dict | None) -> list:
+def check_planned_config(cfg, plan: dict, device: str, model_cfg: dict | None,
+                         tokens=None) -> list:
     """Settings that load but would train badly on this model; errors stop here, before
     anything is launched, with what to change."""
     from ftagent.tools.config.check import check_config
 
     findings = check_config(
         cfg, model_cfg, memory_budget_gb=plan.get("memory_budget_gb"), device=device,
+        tokens=tokens,
     )
     errors = [f for f in findings if f.severity == "error"]
     if errors:
@@ -67,19 +69,25 @@ def config(state: dict) -> dict:
     cfg = apply_overrides(cfg, overrides)
     device = "cuda" if (state.get("hardware") or {}).get("gpus") else "cpu"
     model_cfg = base_model_config(cfg)
+    # The prepared train split's token facts: the pre-flight measures the same file with
+    # the same tokenizer, so its estimate is the one the config is fitted to here.
+    from ftagent.tools.data.tokens import train_file_facts
+
+    tokens = train_file_facts(cfg.train_file, cfg.model) if model_cfg else None
     fitted = ""
     if not {"batch_size", "grad_accum", "gradient_checkpointing"} & set(overrides):
-        # The plan fitted memory at its own max_length; the data's may be longer.
+        # The plan sized the run on the raw data; the split (with safety rows) may differ.
         from ftagent.tools.config.check import fit_to_budget
 
-        cfg, fitted = fit_to_budget(cfg, model_cfg, plan.get("memory_budget_gb"), device)
+        cfg, fitted = fit_to_budget(cfg, model_cfg, plan.get("memory_budget_gb"), device,
+                                    tokens)
     why = config_rationale(cfg, plan, report["splits"]["train"], attempt)
     if fitted:
         for key in ("batch_size", "grad_accum", "gradient_checkpointing"):
             why[key] = fitted
     for key in overrides:
         why[key] = "edited at a gate"
-    findings = check_planned_config(cfg, plan, device, model_cfg)
+    findings = check_planned_config(cfg, plan, device, model_cfg, tokens)
     path = out / "config.yaml"
     text = dump_yaml(cfg, HEADER.format(run_id=state["run_id"], attempt=attempt, path=path), why)
     write_text(path, text)

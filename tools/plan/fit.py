@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 # Tried in order until one fits: smaller micro-batches first (gradient accumulation
 # keeps the effective batch), gradient checkpointing only when those are not enough.
+SHARED_BATCH = 16
 LADDER = [(8, False), (4, False), (2, False), (4, True), (2, True), (1, True)]
 # Price per GPU-hour (USD) when none is given: typical on-demand cloud prices, 2026.
 GPU_RATES = {"H200": 3.5, "H100": 2.5, "A100": 1.5, "A10": 0.75, "L40": 1.0, "L4": 0.7,
@@ -95,8 +96,13 @@ def try_fit(
     limit = usable_gb(hw)
     passes = [True] if adapter == "full" and n > 1 else [False, True] if n > 1 else [False]
     fit = None
+    ladder = LADDER
+    if settings.shared_prefix and facts.shared_prefix and adapter != "full":
+        # Rows that share a prefix pay for it once per micro-batch: 16 rows a micro-batch
+        # (no accumulation at the default 16 per step) spread it over twice the rows of 8.
+        ladder = [(SHARED_BATCH, False), *LADDER]
     for sharded in passes:
-        for batch, gc in LADDER:
+        for batch, gc in ladder:
             run = settings.model_copy(update={"batch": batch, "gradient_checkpointing": gc})
             e = estimate_for(shape, run, facts, device)
             extra = e.parts_gb["weights"] if reference_copy else 0.0

@@ -60,7 +60,7 @@ def _option(card, inputs, c, task, seq, objective) -> Option:
     tokens = inputs.data.token_facts()
     fixed = c.method if c.method in ("lora", "qlora", "full") else None
     fit, why = choose_adapter(card, hw, seq, task, n, objective, fixed, tokens, n_train)
-    epochs = 1.0 if objective == "dpo" else epochs_for(n_train)
+    epochs = 1.0 if objective == "dpo" else epochs_for(n_train, inputs.data.n_labels)
     settings = run_settings(card, hw, fit.adapter, objective, task, n_train, seq)
     t = timing(card.shape, settings, fit, hw, n_train, tokens, epochs, c.rate_usd_per_hour)
     return Option(card, fit, why, t)
@@ -272,7 +272,7 @@ def _assemble(inputs: PlanInputs, c: Constraints, understood, objective: str, ch
     data, hw = inputs.data, inputs.hardware
     task, card, fit, t = understood.task_type, chosen.card, chosen.fit, chosen.timing
     n_train = int(data.n_examples * TRAIN_SHARE)
-    training = training_for(card, fit, objective, task, n_train, seq)
+    training = training_for(card, fit, objective, task, n_train, seq, inputs.data.n_labels)
     targets, metrics = targets_for(task, c)
     mix, mix_why = safety_mix_for(task, data.kind, c)
     if mix_why:

@@ -209,6 +209,7 @@ def bench(a, model: str, env: dict, work: Path) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     setups = S.SETUPS + [s for s, on in zip(S.OPTIONAL, (a.fp32, a.trl_padded), strict=True)
                          if on]
+    setups = [s for s in setups if not a.only or s in a.only]
     coef = S.flop_coefficients(model)
     results = {}
     for data in (["chat", "banking77"] if a.data == "both" else [a.data]):
@@ -312,6 +313,8 @@ def main() -> None:
     ap.add_argument("--fp32", action="store_true", help="add the fp32 quick-start")
     ap.add_argument("--trl-padded", action="store_true",
                     help="add TRL tuned with padded rows (no dense mask over the batch)")
+    ap.add_argument("--only", action="append", choices=S.SETUPS + S.OPTIONAL, default=[],
+                    help="run only this set-up (repeatable; ratios need their reference)")
     ap.add_argument("--rss-steps", type=int, default=0,
                     help="instead: RSS over N steps of ftagent on banking77")
     ap.add_argument("--plot", type=Path, default=None, help="where --rss-steps plots")

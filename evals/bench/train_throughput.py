@@ -241,19 +241,21 @@ def bench(a, model: str, env: dict, work: Path) -> dict:
 
 
 def rss_run(a, model: str, env: dict, work: Path) -> dict:
-    """ftagent (defaults) for N steps on the banking77 data, current RSS per step."""
+    """ftagent (defaults) for N steps on the banking77 data (or --data chat), current RSS
+    per step."""
     from ftagent.tools.config.train_config import TrainConfig
 
     save = TrainConfig.model_fields["save_steps"].default
+    data = "banking77" if a.data == "both" else a.data
     out = work / "rss"
-    print(f"ftagent on banking77 for {a.rss_steps} steps (checkpoints every {save})...",
+    print(f"ftagent on {data} for {a.rss_steps} steps (checkpoints every {save})...",
           flush=True)
-    spawn(["--child", "ftagent", "--data", "banking77", "--model", model, "--steps",
+    spawn(["--child", "ftagent", "--data", data, "--model", model, "--steps",
            str(a.rss_steps), "--save-steps", str(save), "--out", str(out)], out, env)
     steps = [r for r in S.rows_of(out / S.STEPS_FILE) if "t" in r]
     at = {r["step"]: r["rss_mb"] for r in steps}
     n = steps[-1]["step"]
-    warm = min(max(20, n // 10), n - 1)
+    warm = max(n // 10, min(20, n // 2))  # allocator and optimizer state settle first
     xs = [r["step"] for r in steps if r["step"] > warm]
     ys = [at[x] for x in xs]
     slope = statistics.linear_regression(xs, ys).slope if len(xs) > 1 else float("nan")
@@ -262,12 +264,12 @@ def rss_run(a, model: str, env: dict, work: Path) -> dict:
     print(f"slope after step {warm}: {slope:+.3f} MB/step "
           f"({slope * 100:+.1f} MB per 100 steps); peak RSS {steps[-1]['peak_rss_mb']:.0f} MB")
     plot = a.plot or ROOT / "runs" / "bench" / "train_rss.png"
-    _plot_rss(steps, plot, warm)
+    _plot_rss(steps, plot, warm, data)
     print(f"plot: {plot}")
     return {"steps": steps, "rss_at": shown, "slope_mb_per_step": slope, "warmup": warm}
 
 
-def _plot_rss(steps: list[dict], path: Path, warm: int) -> None:
+def _plot_rss(steps: list[dict], path: Path, warm: int, data: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,7 +283,7 @@ def _plot_rss(steps: list[dict], path: Path, warm: int) -> None:
     ax.axvline(warm, color="grey", lw=0.8, ls=":", label="end of warm-up")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("MB")
-    ax.set_title("ftagent on banking77-shaped data: memory per step")
+    ax.set_title(f"ftagent on the {data} bench data: memory per step")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -316,7 +318,7 @@ def main() -> None:
     ap.add_argument("--only", action="append", choices=S.SETUPS + S.OPTIONAL, default=[],
                     help="run only this set-up (repeatable; ratios need their reference)")
     ap.add_argument("--rss-steps", type=int, default=0,
-                    help="instead: RSS over N steps of ftagent on banking77")
+                    help="instead: RSS over N steps of ftagent on banking77 (or --data chat)")
     ap.add_argument("--plot", type=Path, default=None, help="where --rss-steps plots")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)

@@ -226,13 +226,16 @@ def training_for(
     n_labels: int = 0,
 ) -> Training:
     effective = 8 if n_train < 1000 else 16 if n_train < 10_000 else 32
-    per_step = fit.batch_size * fit.n_devices
+    # A micro-batch never holds more rows than an optimizer step (the shared-prefix rung
+    # offers 16; small sets keep their 8 rows a step, and their number of steps).
+    batch = min(fit.batch_size, effective)
+    per_step = batch * fit.n_devices
     r, targets = lora_shape(task, n_train, card.architecture)
     adapter = fit.adapter != "full"
     return Training(
         epochs=epochs_for(n_train, n_labels) if objective == "sft" else 1.0,
         learning_rate=learning_rate_for(fit.adapter, objective, card.params),
-        batch_size=fit.batch_size,
+        batch_size=batch,
         grad_accum=max(1, effective // per_step),
         max_length=seq,
         gradient_checkpointing=fit.gradient_checkpointing,

@@ -120,6 +120,7 @@ def _suffix_mask(prefix_len: int, suffixes: list[list[int]], window: int | None,
 
 
 def _masked(q, k, v, mask, p, scaling, gqa, softcap):
+    """Attention under a boolean mask (True: may attend); soft-capping needs the scores."""
     if softcap is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                               scale=scaling, enable_gqa=gqa)
@@ -140,21 +141,11 @@ def _causal(module, q, k, v, p, scaling, gqa, window, softcap):
     if softcap is None and (window is None or n <= window):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True,
                                               scale=scaling, enable_gqa=gqa)
-    if gqa:
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
-    scores = (q @ k.transpose(-1, -2)) * scale
-    if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
     i = torch.arange(n, device=q.device)
     allowed = i[:, None] >= i[None, :]
     if window is not None:
         allowed &= (i[:, None] - i[None, :]) < window
-    scores = scores.masked_fill(~allowed, float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    probs = F.dropout(probs, p=p, training=p > 0)
-    return probs @ v
+    return _masked(q, k, v, allowed, p, scaling, gqa, softcap)
 
 
 _cache: dict = {"tensor": None, "bounds": None}

@@ -65,7 +65,8 @@ def _spread(rows: list, k: int) -> list:
     return [rows[int(i * step)] for i in range(k)]
 
 
-def _common_prefix(a: list[int], b: list[int], cap: int) -> int:
+def common_prefix(a: list[int], b: list[int], cap: int) -> int:
+    """How many leading tokens two rows share, at most `cap`."""
     n = min(len(a), len(b), cap)
     i = 0
     while i < n and a[i] == b[i]:
@@ -94,7 +95,7 @@ def token_facts(tokenizer, examples: list[dict], sample: int = FACTS_SAMPLE) -> 
     losses = [max(0, t - p) for t, p in zip(totals, prompt, strict=True)]
     shared = max(0, min(prompt) - 1)  # the prefix stops before the first loss predictor
     for ids in full[1:]:
-        shared = _common_prefix(full[0], ids, shared)
+        shared = common_prefix(full[0], ids, shared)
     if len(full) < 2 or shared < MIN_SHARED_PREFIX:
         shared = 0
     longest = max(range(len(totals)), key=totals.__getitem__)

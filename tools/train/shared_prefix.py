@@ -25,9 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from ftagent.tools.data.facts import MIN_SHARED_PREFIX
+from ftagent.tools.data.tokens import common_prefix
 
-# Sharing fewer tokens than this saves less than the extra attention call costs.
-MIN_SHARED = 16
+# Sharing fewer tokens than this saves less than the extra attention call costs; the
+# planner's token facts use the same threshold.
+MIN_SHARED = MIN_SHARED_PREFIX
 # Segment kinds in `shared_prefix_segments` (start, end, kind) rows.
 PLAIN, PREFIX, SUFFIX = 0, 1, 2
 SEGMENTS_KEY = "shared_prefix_segments"
@@ -60,14 +63,6 @@ class Group:
         return self.prefix * (len(self.units) - 1)
 
 
-def _common(a: Sequence[int], b: Sequence[int], cap: int) -> int:
-    n = min(len(a), len(b), cap)
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 def group_units(units: Sequence[Unit], min_shared: int = MIN_SHARED) -> list[Group]:
     """Units grouped by shared prefix. Sorting the token rows puts rows with the same
     prefix next to each other; a row joins the current group while that does not lower the
@@ -78,7 +73,7 @@ def group_units(units: Sequence[Unit], min_shared: int = MIN_SHARED) -> list[Gro
     prefix = 0
     for u in order:
         if members:
-            shared = _common(members[-1].ids, u.ids, min(prefix, u.shareable()))
+            shared = common_prefix(members[-1].ids, u.ids, min(prefix, u.shareable()))
             if shared >= min_shared and shared * len(members) >= prefix * (len(members) - 1):
                 members.append(u)
                 prefix = shared

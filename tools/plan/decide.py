@@ -77,6 +77,11 @@ def _weights_gb(card: ModelCard, precision: str) -> float:
     return card.params * WEIGHT_BYTES["bf16" if precision != "fp32" else "fp32"] / GB
 
 
+def effective_batch(n_train: int) -> int:
+    """Rows per optimizer step: small sets keep more steps per epoch."""
+    return 8 if n_train < 1000 else 16 if n_train < 10_000 else 32
+
+
 def run_settings(card: ModelCard, hw: Hardware, adapter: str, objective: str, task: str,
                  n_train: int, seq: int) -> RunSettings:
     """The settings the run's config will carry (LoRA shape from `lora_shape`, max_length,
@@ -105,8 +110,11 @@ def choose_adapter(
 
     def fit(adapter: str) -> Fit:
         settings = run_settings(card, hw, adapter, objective, task, n_train, seq)
+        # A micro-batch never holds more rows than an optimizer step (the shared-prefix
+        # rung offers 16; small sets keep their 8 rows a step, and their number of steps).
         return try_fit(card.shape, settings, hw, tokens,
-                       reference_copy=objective == "dpo" and adapter == "full")
+                       reference_copy=objective == "dpo" and adapter == "full",
+                       max_batch=effective_batch(n_train))
 
     at = where(hw)
     if fixed in ("lora", "qlora", "full"):
@@ -225,10 +233,8 @@ def training_for(
     card: ModelCard, fit: Fit, objective: str, task: str, n_train: int, seq: int,
     n_labels: int = 0,
 ) -> Training:
-    effective = 8 if n_train < 1000 else 16 if n_train < 10_000 else 32
-    # A micro-batch never holds more rows than an optimizer step (the shared-prefix rung
-    # offers 16; small sets keep their 8 rows a step, and their number of steps).
-    batch = min(fit.batch_size, effective)
+    effective = effective_batch(n_train)
+    batch = min(fit.batch_size, effective)  # try_fit already kept it within a step
     per_step = batch * fit.n_devices
     r, targets = lora_shape(task, n_train, card.architecture)
     adapter = fit.adapter != "full"

@@ -83,13 +83,16 @@ def try_fit(
     hw: Hardware,
     facts: TokenFacts,
     reference_copy: bool = False,
+    max_batch: int | None = None,
 ) -> Fit:
     """The first rung of the ladder that fits, else the last one (marked not fitting).
     `settings` are the run's other choices (method, precision, max_length, LoRA shape);
     the ladder sets batch and gradient checkpointing. Adapters try data-parallel (a full
     copy per GPU) down the whole ladder before sharding; full training shards (FSDP)
     whenever there are several GPUs.
-    `reference_copy`: full-parameter DPO keeps a frozen copy of the model as reference."""
+    `reference_copy`: full-parameter DPO keeps a frozen copy of the model as reference.
+    `max_batch`: rows per optimizer step; larger rungs are skipped, so the estimate is
+    made for the micro-batch the plan will really use."""
     adapter = settings.method
     device = "cuda" if hw.gpus else "cpu"
     n = max(1, len(hw.gpus))
@@ -101,6 +104,8 @@ def try_fit(
         # Rows that share a prefix pay for it once per micro-batch: 16 rows a micro-batch
         # (no accumulation at the default 16 per step) spread it over twice the rows of 8.
         ladder = [(SHARED_BATCH, False), *LADDER]
+    if max_batch:
+        ladder = [(b, gc) for b, gc in ladder if b <= max_batch] or LADDER[-1:]
     for sharded in passes:
         for batch, gc in ladder:
             run = settings.model_copy(update={"batch": batch, "gradient_checkpointing": gc})

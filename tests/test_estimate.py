@@ -52,7 +52,7 @@ def test_estimates_scale_the_right_way(bundled_model):
     assert estimate(shape, "lora", "fp32", batch=16, seq=256).total_gb > base.total_gb
     assert estimate(shape, "lora", "bf16", batch=8, seq=256).total_gb < base.total_gb
     gc = estimate(shape, "lora", "fp32", batch=8, seq=256, gradient_checkpointing=True)
-    assert gc.parts_gb["activations"] < base.parts_gb["activations"] / 5
+    assert gc.parts_gb["activations"] < base.parts_gb["activations"] / 3
     # 4-bit blocks, but embeddings stay fp32 (prepare_model_for_kbit_training upcasts them)
     emb = embedding_params(shape)
     assert emb == shape.vocab_size * shape.hidden_size  # SmolLM2 ties its output head

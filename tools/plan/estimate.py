@@ -28,14 +28,15 @@ Memory (bytes) = runtime + weights + trainable state + activations + logits, whe
 - activations kept for backward, per token and layer: bytes x (14 h + 4 i) without
   gradient checkpointing (inputs of the attention and MLP projections, norms, residuals,
   the MLP's gate/up products; per-example SDPA keeps no attention matrix), or bytes x h per
-  layer plus one layer's worth with checkpointing; for adapters also LORA_INPUT_COPIES fp32
-  copies of every adapted projection's input (PEFT casts it to the adapter's fp32 and keeps
-  its dropout output), per layer kept;
+  layer plus CHECKPOINT_LAYERS layers' worth with checkpointing; for adapters also
+  LORA_INPUT_COPIES fp32 copies of every adapted projection's input (PEFT casts it to the
+  adapter's fp32 and keeps its dropout output), per layer kept;
 - logits: projected positions x vocab x 4 bytes x copies: SELECTIVE_LOGIT_COPIES for the
   selective loss (the projection in the weights' dtype, its fp32 cast, log-softmax and their
   gradients), TRL_LOGIT_COPIES for TRL's loss (also its entropy and accuracy metrics).
-The copy counts and the runtime are calibrated on measured runs (`evals/bench/estimator.py`,
-table in the README); the rest is counted from the shape.
+The runtime, the LoRA input copies and the checkpointed layers are fitted on measured runs
+(`evals/bench/estimator.py`, table in the README: within 10% of peak RSS on all of them);
+the rest is counted from the shape.
 
 Time per micro-batch: FLOPs = 6 x block params x tokens for full fine-tuning, 4 x for
 adapters (the frozen base needs no weight gradients), plus the LM head on the projected
@@ -51,20 +52,31 @@ from ftagent.tools.data.facts import MIN_SHARED_PREFIX, TokenFacts
 from pydantic import BaseModel
 
 GB = 2**30
-# fp32 copies of the projected logits alive at the peak with the selective loss: the
-# projection (bf16 or fp32), its fp32 cast for cross-entropy, log-softmax and the
-# gradients flowing back; calibrated on the measured runs in evals/bench/estimator.py.
-SELECTIVE_LOGIT_COPIES = 4
+# fp32 copies of the projected logits alive at the peak with the selective loss: the fp32
+# logits cross-entropy reads, its log-softmax and the gradient flowing back (the bf16
+# projection and its bf16 gradient add half a copy each in bf16). Counted, and checked on
+# a run with loss on every token (evals/bench/estimator.py), where the logits are a third
+# of the peak.
+SELECTIVE_LOGIT_COPIES = 3
 # With TRL's own loss (DPO, prompt/prefix tuning): every position's logits, the shifted
 # copy, log-softmax and gradients, and TRL's entropy / token-accuracy metrics (calibrated
-# on the earlier padded trainer, which used TRL's loss for SFT too).
+# on the earlier padded trainer, which used TRL's loss for SFT too; not re-measured).
 TRL_LOGIT_COPIES = 6
+# fp32 copies of each adapted projection's input kept per layer: PEFT's cast to the
+# adapter's fp32 (or the input itself) and its dropout output; fitted: 2.0-2.1 over the
+# LoRA runs (attention-only and all-linear, fp32 and bf16).
 LORA_INPUT_COPIES = 2
+# With gradient checkpointing, layers' worth of activations alive at the peak besides the
+# checkpointed inputs: the recomputed layer and its gradients, and what the allocator keeps
+# of earlier recomputes (RSS does not shrink when a tensor is freed); fitted on two
+# checkpointed runs (921 and 1813 tokens per micro-batch) of SmolLM2's 30 layers.
+CHECKPOINT_LAYERS = 7
 WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "nf4": 0.5625}
 # The process before any tensor: on CPU the RSS of Python with torch, transformers, TRL,
-# PEFT, datasets and TensorBoard's writer loaded, plus the tokenised dataset and the
-# allocator's slack (calibrated); on CUDA the context and kernels.
-RUNTIME_BYTES = {"cpu": 0.8 * GB, "cuda": 0.5 * GB}
+# PEFT, datasets and TensorBoard's writer loaded, the tokenised dataset and the allocator's
+# slack (fitted: 0.65 GB; a 3-step run on 36-token rows peaks at 1.16 GB with 0.5 GB of fp32
+# weights); on CUDA the context and kernels.
+RUNTIME_BYTES = {"cpu": 0.65 * GB, "cuda": 0.5 * GB}
 # Sustained training FLOP/s when nothing was measured: 2-core CPU fp32/bf16 (calibrated on
 # the step times of evals/bench/estimator.py), and dense bf16 on common GPUs at ~40%
 # utilisation.
@@ -330,14 +342,15 @@ def estimate(
     tokens = peak.tokens
     h, i = shape.hidden_size, shape.intermediate_size
     per_layer_token = act_bytes * (14 * h + 4 * i)
+    # Layers whose activations are alive at the peak: all of them, or with checkpointing
+    # CHECKPOINT_LAYERS' worth beside every layer's input.
+    kept = min(CHECKPOINT_LAYERS, shape.num_layers) if gradient_checkpointing else shape.num_layers
+    activations = tokens * per_layer_token * kept
     if gradient_checkpointing:
-        activations = tokens * (act_bytes * h * shape.num_layers + per_layer_token)
-    else:
-        activations = tokens * per_layer_token * shape.num_layers
+        activations += tokens * act_bytes * h * shape.num_layers
     if adapters:
         dims = _projection_dims(shape)
         inputs = sum(a for name, (a, _) in dims.items() if name in lora_targets)
-        kept = 1 if gradient_checkpointing else shape.num_layers
         activations += tokens * LORA_INPUT_COPIES * 4.0 * inputs * kept
     copies = SELECTIVE_LOGIT_COPIES if selective else TRL_LOGIT_COPIES
     logits = peak.logits * shape.vocab_size * 4.0 * copies

@@ -131,8 +131,9 @@ def risks(
                         "--truncate); raise max_length if memory allows."))
     logits = fit.parts_gb.get("logits", 0.0)
     if logits > 0.3 * fit.memory_gb:
+        scored = "every token" if objective == "dpo" else "the tokens that carry loss"
         out.append(Item(text=f"Memory is dominated by the logits ({logits:g} GB of "
-                        f"{fit.memory_gb:g} GB): long sequences x a {card.shape.vocab_size:,}-"
+                        f"{fit.memory_gb:g} GB): {scored} x a {card.shape.vocab_size:,}-"
                         "token vocabulary.",
                         detail="A fused, chunked cross-entropy (Liger kernels on CUDA) cuts this; "
                         "so do shorter max_length or micro-batch 1."))

@@ -70,7 +70,10 @@ LORA_INPUT_COPIES = 2
 # checkpointed inputs: the recomputed layer and its gradients, and what the allocator keeps
 # of earlier recomputes (RSS does not shrink when a tensor is freed); fitted on two
 # checkpointed runs (921 and 1813 tokens per micro-batch) of SmolLM2's 30 layers.
-CHECKPOINT_LAYERS = 7
+# On CUDA the caching allocator hands a freed recompute's blocks to the next layer, so
+# about the recomputed layer and its gradients stay (two layers' worth; not measured here,
+# no GPU: the lent-H100 check in evals/gpu compares it).
+CHECKPOINT_LAYERS = {"cpu": 7, "cuda": 2}
 WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "nf4": 0.5625}
 # The process before any tensor: on CPU the RSS of Python with torch, transformers, TRL,
 # PEFT, datasets and TensorBoard's writer loaded, the tokenised dataset and the allocator's
@@ -344,7 +347,8 @@ def estimate(
     per_layer_token = act_bytes * (14 * h + 4 * i)
     # Layers whose activations are alive at the peak: all of them, or with checkpointing
     # CHECKPOINT_LAYERS' worth beside every layer's input.
-    kept = min(CHECKPOINT_LAYERS, shape.num_layers) if gradient_checkpointing else shape.num_layers
+    checkpointed = CHECKPOINT_LAYERS["cuda" if device != "cpu" else "cpu"]
+    kept = min(checkpointed, shape.num_layers) if gradient_checkpointing else shape.num_layers
     activations = tokens * per_layer_token * kept
     if gradient_checkpointing:
         activations += tokens * act_bytes * h * shape.num_layers

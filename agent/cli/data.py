@@ -203,3 +203,11 @@ def prepare(
     typer.echo(
         "splits: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()) + f"; written to {out}"
     )
+
+
+# The teacher's commands live in their own module; they are data commands to the user.
+from ftagent.agent.cli.teacher import augment, distill, synth  # noqa: E402
+
+app.command()(distill)
+app.command()(synth)
+app.command()(augment)

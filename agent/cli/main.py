@@ -15,6 +15,7 @@ from ftagent.agent.cli.data import app as data_app
 from ftagent.agent.cli.deploy import export_command, merge_command
 from ftagent.agent.cli.eval import eval_command
 from ftagent.agent.cli.serve import serve_command
+from ftagent.agent.cli.teacher import ConfigOpt, TeacherOpt, UrlOpt
 
 app = typer.Typer(
     name="ftagent",
@@ -116,6 +117,7 @@ def start_run(
     as_json: bool,
     policy_file: Path | None = None,
     constraints: dict | None = None,
+    teacher: dict | None = None,
 ) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from ftagent.agent.cli.console import EventPrinter
@@ -128,7 +130,8 @@ def start_run(
     try:  # bad input fails here, before any run folder exists
         run_id = new_run_id()
         target = create_workflow_run(goal, data, model, run_dir or default_runs_dir() / run_id,
-                                     max_attempts, run_id=run_id, constraints=constraints)
+                                     max_attempts, run_id=run_id, constraints=constraints,
+                                     teacher=teacher)
     except InputError as exc:
         raise fail(str(exc)) from None
     outcome = drive(target, policy, initial_state(target), EventPrinter(as_json))
@@ -161,12 +164,24 @@ def run(
     no_safety_mix: Annotated[
         bool, typer.Option("--no-safety-mix", help="add no safety rows to the training data")
     ] = False,
+    teacher: TeacherOpt = None,
+    teacher_url: UrlOpt = None,
+    teacher_config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the whole workflow headless; unapproved gates stop the run cleanly."""
+    """Run the whole workflow headless; unapproved gates stop the run cleanly. With a
+    teacher and prompt-only data, the teacher answers the prompts (distillation)."""
+    from ftagent.agent.cli.teacher import teacher_settings
+
     mix = 0.0 if no_safety_mix else safety_mix
+    constraints = {"safety_mix": mix} if mix is not None else {}
+    settings = None
+    if teacher or teacher_config:
+        settings = teacher_settings(teacher, teacher_url, teacher_config)
+        constraints["teacher"] = settings.name
     raise typer.Exit(start_run(goal, data, model, approve, run_dir, max_attempts, as_json,
-                               policy, {"safety_mix": mix} if mix is not None else None))
+                               policy, constraints or None,
+                               settings.model_dump() if settings else None))
 
 
 @app.command()

@@ -29,13 +29,15 @@ GATES: dict[str, str] = {
 # What an edit at each gate may change. "plan": the planner's choices (Constraints; the
 # plan is made again with them fixed); "config": training config fields (dotted for nested
 # ones, e.g. lora.r), applied when the config is next written; "data_path": new data,
-# prepared and trained on again. Safety and deployment take approve or reject only: there
-# is nothing at those gates that an edit would retrain.
+# prepared and trained on again; "augment": the teacher writes more examples for the
+# labels that fall short (true, or examples per label), then the data is prepared again.
+# Safety and deployment take approve or reject only: there is nothing at those gates that
+# an edit would retrain.
 GATE_EDITS: dict[str, tuple[str, ...]] = {
     "strategy": ("plan", "config"),
     "dataset": ("config",),
     "training": ("config",),
-    "evaluation": ("config", "data_path"),
+    "evaluation": ("config", "data_path", "augment"),
     "safety": (),
     "deployment": (),
 }
@@ -92,6 +94,8 @@ def allowed_keys(gate: str) -> list[str]:
         keys += [k for k in config_keys() if k not in keys]
     if "data_path" in kinds:
         keys.append("data_path")
+    if "augment" in kinds:  # true, or examples per label: the teacher writes more
+        keys.append("augment")
     return keys
 
 
@@ -122,7 +126,8 @@ def check_changes(gate: str, changes: dict[str, Any]) -> dict[str, Any]:
             f"the {gate} gate cannot change {', '.join(repr(k) for k in unknown)}; "
             f"it accepts: {', '.join(allowed)}")
     plan = {k: v for k, v in changes.items() if k in plan_keys()}
-    config = {k: v for k, v in changes.items() if k not in plan and k != "data_path"}
+    config = {k: v for k, v in changes.items()
+              if k not in plan and k not in ("data_path", "augment")}
     try:
         Constraints.model_validate(plan)
         # Config values are checked on a placeholder config: types, ranges, known keys.
@@ -133,6 +138,11 @@ def check_changes(gate: str, changes: dict[str, Any]) -> dict[str, Any]:
         raise DecisionError(f"{gate} gate edit: {exc}") from None
     if "data_path" in changes and not str(changes["data_path"]).strip():
         raise DecisionError(f"{gate} gate edit: data_path is empty")
+    augment = changes.get("augment")
+    if "augment" in changes and not (augment is True or (
+            isinstance(augment, int) and not isinstance(augment, bool) and augment > 0)):
+        raise DecisionError(f"{gate} gate edit: augment is true or a number of examples per "
+                            f"label, got {augment!r}")
     return changes
 
 

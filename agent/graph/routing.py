@@ -56,7 +56,7 @@ def after_tester(state: dict) -> str:
 
 def after_evaluation(state: dict) -> str:
     decision = state["decisions"]["evaluation"]
-    if decision["action"] == "edit" and "data_path" in (decision["changes"] or {}):
+    if decision["action"] == "edit" and {"data_path", "augment"} & set(decision["changes"] or {}):
         return "data_prep"  # new data: prepare and check it, then train again
     if decision["action"] == "edit" and decision["changes"]:
         return "config"  # the person asked for a retrain with changes

@@ -19,6 +19,7 @@ class WorkflowState(TypedDict, total=False):
     model: str  # as the user named it
     max_attempts: int
     constraints: dict[str, Any]  # plan choices given at the start (Constraints fields)
+    teacher: dict[str, Any]  # TeacherSettings for distillation (no key: it stays in the env)
     # planner
     hardware: dict[str, Any]
     plan: dict[str, Any]

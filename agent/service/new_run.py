@@ -16,7 +16,7 @@ class InputError(ValueError):
 
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
                         max_attempts: int = 2, run_id: str | None = None,
-                        constraints: dict | None = None) -> Path:
+                        constraints: dict | None = None, teacher: dict | None = None) -> Path:
     """Check the inputs (goal, data that validates with enough usable examples, a model
     that resolves) and make the run folder: `runs_root/<run id>`, or `runs_root` itself
     when `run_id` is given. Bad input raises InputError and makes no folder."""
@@ -50,6 +50,8 @@ def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_roo
               "max_attempts": max_attempts}
     if constraints:  # plan choices fixed at the start, e.g. {"safety_mix": 0}
         inputs["constraints"] = constraints
+    if teacher:  # TeacherSettings for distillation; the key stays in the environment
+        inputs["teacher"] = teacher
     try:
         return create_run(target, run_id, inputs)
     except RunError as exc:

@@ -273,7 +273,11 @@ def _assemble(inputs: PlanInputs, c: Constraints, understood, objective: str, ch
     task, card, fit, t = understood.task_type, chosen.card, chosen.fit, chosen.timing
     n_train = int(data.n_examples * TRAIN_SHARE)
     training = training_for(card, fit, objective, task, n_train, seq, inputs.data.n_labels)
-    targets, metrics = targets_for(task, c)
+    # A distilled student is judged on the task it learns (the goal's other words), with
+    # the teacher's answers as references.
+    judged = (next((t for t in understood.secondary if t not in ("distillation", "preference")),
+                   "chat") if task == "distillation" else task)
+    targets, metrics = targets_for(judged, c)
     mix, mix_why = safety_mix_for(task, data.kind, c)
     if mix_why:
         notes.reasons.append(mix_why)

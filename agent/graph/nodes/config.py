@@ -48,13 +48,8 @@ def config(state: dict) -> dict:
     method = overrides.pop("method", None)
     # Plan choices (model, targets, budget, ...) were applied by the planner.
     overrides.pop("data_path", None)  # data_prep's, already applied
+    overrides.pop("augment", None)
     overrides = {k: v for k, v in overrides.items() if k not in plan_keys()}
-    if plan["method"] == "distillation":
-        raise ValueError(
-            "the plan's method is distillation, which the workflow cannot finish yet: add "
-            "answers to the prompt-only data (or generate them with the teacher) and start a "
-            "new run"
-        )
     out = run_dir / "train" / f"attempt-{attempt}"
     cfg = config_from_plan(
         plan,

@@ -44,6 +44,10 @@ def tester(state: dict) -> dict:
         if v["needs_data"]:
             v["summary"] += ("\nFor a data change, edit this gate with data_path=<new file>: "
                              "the workflow prepares it and trains again.")
+        if state.get("teacher") and {d.kind for d in found} & {"too_little_data", "imbalanced"}:
+            v["summary"] += ("\nWith the teacher: edit this gate with augment=true (or a "
+                             "number of examples per label): it writes more examples for the "
+                             "labels that fall short, and the workflow trains again.")
     update = {
         "eval_report": result.model_dump(),
         "verdict": v,

@@ -105,7 +105,8 @@ def test_estimate_counts_cached_prompts_and_cost(endpoint, tmp_path):
         (est["prompt_tokens"] * 1.0 + 30 * 2.0) / 1e6, abs=1e-4)
     answers, stats = generate_answers(priced, prompts[:2], cache)
     assert stats.cost_usd > 0 and stats.prompt_tokens > 0
-    assert estimate(priced, prompts, cache)["cached"] == 2
+    after = estimate(priced, prompts, cache)
+    assert after["cached"] == 3 and after["requests"] == 3  # rows 0, 1 and row 0's repeat
 
 
 def test_rate_limit_spaces_the_requests(endpoint, tmp_path):
@@ -196,17 +197,19 @@ def test_workflow_distils_prompt_only_data_with_a_local_teacher(bundled_model, t
     common = ["--goal", "answer short general knowledge questions, distilled from a teacher",
               "--data", str(data), "--model", str(tiny_model),
               "--teacher", str(bundled_model.path), "--teacher-config", str(config)]
-    done = ftagent("run", *common, "--approve", "all", "--run-dir", str(tmp_path / "r1"),
+    # A random 2-layer student cannot meet the targets: every gate is approved by name.
+    gates = "strategy,dataset,training,evaluation,safety,deployment"
+    done = ftagent("run", *common, "--approve", gates, "--run-dir", str(tmp_path / "r1"),
                    "--max-attempts", "1", "--json")
-    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert done.returncode == 0, done.stdout[-3000:]
     state = json.loads((tmp_path / "r1" / "plan.json").read_text())
     assert state["method"] == "distillation"
     gen = json.loads((tmp_path / "r1" / "data" / "teacher" / "generation.json").read_text())
     assert gen["requests"] == len(questions) and gen["kept"] >= 10
     assert (tmp_path / "r1" / "train" / "attempt-1" / "adapter").exists()
     manifest = json.loads((tmp_path / "r1" / "manifest.json").read_text())
-    assert manifest["status"] in ("done", "failed") and "eval" in {
-        p.name for p in (tmp_path / "r1").iterdir()}
+    assert manifest["status"] == "done" and (tmp_path / "r1" / "merged").exists()
+    assert manifest["inputs"]["teacher"]["max_tokens"] == 40
     strategy = [e for e in map(json.loads, (tmp_path / "r1" / "events.jsonl").read_text()
                                .splitlines()) if e.get("gate") == "strategy"]
     assert any("Teacher" in json.dumps(e) for e in strategy)
@@ -232,3 +235,19 @@ def test_evaluation_gate_takes_augment_and_sends_it_to_data_prep():
         check_changes("dataset", {"augment": True})
     state = {"decisions": {"evaluation": {"action": "edit", "changes": {"augment": True}}}}
     assert after_evaluation(state) == "data_prep"
+
+
+def test_unanswered_chat_rows_are_prompts_and_keep_their_system_prompt(tmp_path):
+    from ftagent.tools.data import PrepareOptions, validate_dataset
+    from ftagent.tools.data.schema import guess_schema
+
+    rows = [{"messages": [{"role": "system", "content": DEMO_SYSTEM},
+                          {"role": "user", "content": f"Where is my card number {i}?"}]}
+            for i in range(12)]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    assert guess_schema(rows[0]).kind == "prompts"
+    assert guess_schema({"messages": [*rows[0]["messages"],
+                                      {"role": "assistant", "content": "x"}]}).kind == "chat"
+    report = validate_dataset(path, PrepareOptions(near_dup_threshold=None))
+    assert report.kind == "prompts" and report.kept == 12
+    assert read_prompts(path)[0][1][0] == {"role": "system", "content": DEMO_SYSTEM}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 SCHEMAS = (
     "messages",
+    "chat_prompts",
     "sharegpt",
     "dialogue_turns",
     "preference",
@@ -79,6 +80,8 @@ def _first(keys: tuple[str, ...], row: dict, skip: set[str] = frozenset()) -> st
 def guess_schema(row: dict) -> Schema | None:
     """The schema one record looks like, or None."""
     if isinstance(row.get("messages"), list):
+        if _unanswered(row["messages"]):  # a conversation waiting for its answer
+            return Schema("chat_prompts", kind="prompts")
         return Schema("messages")
     if isinstance(row.get("conversations"), list):
         return Schema("sharegpt", {"messages": "conversations"})
@@ -120,6 +123,13 @@ def guess_schema(row: dict) -> Schema | None:
     return None
 
 
+def _unanswered(messages: list) -> bool:
+    """Chat rows that end with the user and hold no answer: prompts (for a teacher), not
+    broken chat examples."""
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    return bool(roles) and roles[-1] == "user" and "assistant" not in roles
+
+
 def _scalar(v) -> bool:
     return isinstance(v, (str, int, bool)) and len(str(v).split()) <= 6
 
@@ -155,6 +165,7 @@ def schema_from_override(
         "preference": "preference",
         "classification": "classification",
         "prompt_only": "prompts",
+        "chat_prompts": "prompts",
         "multiple_choice": "multiple_choice",
     }.get(name, "chat")
     cols: dict[str, str] = {}
@@ -289,7 +300,7 @@ def _mc_prompt(row: dict, schema_cols: dict) -> tuple[str, str]:
 def convert(row: dict, schema: Schema) -> list[dict]:
     """Canonical example(s) for one record (self-instruct rows hold several)."""
     cols, name = schema.columns, schema.name
-    if name == "messages":
+    if name in ("messages", "chat_prompts"):
         return [{"messages": _messages(row.get("messages"), "messages", _chat_role)}]
     if name == "sharegpt":
         key = cols.get("messages", "conversations")

@@ -257,7 +257,9 @@ def _alternatives(viable: list[Option], task: str, objective: str, data) -> list
 def _readiness_warnings(inputs: PlanInputs, card: ModelCard, method: str) -> list[str]:
     """What must happen before training can start: a download, or answers for prompts."""
     warnings = []
-    if inputs.local_ids and card.id not in inputs.local_ids and card.local not in inputs.local_ids:
+    given = inputs.model is not None and card.id == inputs.model.id  # resolved: it is here
+    if (inputs.local_ids and not given and card.id not in inputs.local_ids
+            and card.local not in inputs.local_ids):
         warnings.append(f"{card.id} is not on this machine.")
     if inputs.data.kind == "prompts" and method != "distillation":
         warnings.append("The data has prompts only: name a teacher to distil from, or add "
@@ -282,7 +284,8 @@ def _assemble(inputs: PlanInputs, c: Constraints, understood, objective: str, ch
     if mix_why:
         notes.reasons.append(mix_why)
     dl = download_gb(card.params)
-    local = card.local is not None or card.id in inputs.local_ids
+    local = (card.local is not None or card.id in inputs.local_ids
+             or (inputs.model is not None and card.id == inputs.model.id))
     return Plan(
         goal=inputs.goal,
         task_type=task,

@@ -127,6 +127,16 @@ def test_the_fine_tuning_endpoints_need_the_key(server):
             r = httpx.request(method, base + path, headers=headers, timeout=10)
             assert r.status_code == 401, (method, path, r.text)
             assert r.json()["error"]["code"] == "invalid_api_key"
+    # and a server that would leave them open does not start, not even on loopback
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FTAGENT_SERVE_API_KEY"}
+    out = subprocess.run([sys.executable, "-m", "ftagent", "serve", str(server.model),
+                          "--fine-tuning", "--port", "1"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode != 0 and "--fine-tuning needs an API key" in " ".join(out.stderr.split())
 
 
 def test_a_malformed_file_fails_in_validating_files_naming_the_line(server, training_file):
@@ -249,3 +259,108 @@ def test_cancel_stops_a_running_job(server, training_file):
     assert server.wait(job.id, stopped, 60).status == "cancelled"
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_job_requests_take_both_hyperparameter_forms_and_refuse_mixtures():
+    from ftagent.agent.service.fine_tuning.shapes import JobRequest
+    from pydantic import ValidationError
+
+    old = JobRequest(model="m", training_file="f", hyperparameters={"n_epochs": 3})
+    assert old.kind_and_hyperparameters() == ("supervised", {"n_epochs": 3})
+    dpo = JobRequest(model="m", training_file="f", method={
+        "type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "batch_size": "auto"}}})
+    assert dpo.kind_and_hyperparameters() == ("dpo", {"beta": 0.2, "batch_size": "auto"})
+    for bad in ({"hyperparameters": {"n_epochs": 1}, "method": {"type": "supervised"}},
+                {"method": {"type": "reinforcement"}},
+                {"method": {"type": "supervised",
+                            "supervised": {"hyperparameters": {"beta": 0.1}}}}):
+        with pytest.raises(ValueError):
+            JobRequest(model="m", training_file="f", **bad).kind_and_hyperparameters()
+    for bad in ({"suffix": "../x"}, {"hyperparameters": {"n_epochs": 0}}):
+        with pytest.raises(ValidationError):
+            JobRequest(model="m", training_file="f", **bad)
+
+
+def test_a_dpo_job_becomes_a_dpo_run_on_a_checked_copy(tmp_path, tiny_model):
+    """OpenAI's preference lines become ftagent's {prompt, chosen, rejected} rows in the
+    job's folder (the upload is left as it is) and the run is made with method dpo."""
+    from ftagent.agent.service.fine_tuning.store import Store
+    from ftagent.agent.service.fine_tuning.validate import JobError, prepare_run
+    from ftagent.agent.service.runs import read_manifest
+
+    store = Store(tmp_path / "ft")
+    rows = [{"input": {"messages": [{"role": "user", "content": f"Question {i}?"}]},
+             "preferred_output": [{"role": "assistant", "content": f"A good answer {i}."}],
+             "non_preferred_output": [{"role": "assistant", "content": "No."}]}
+            for i in range(24)]
+    raw = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    file_id = store.new_file_id()
+    store.file_path(file_id).write_bytes(raw)
+    store.add_file({"id": file_id, "created_at": 0, "bytes": len(raw), "filename": "p.jsonl",
+                    "purpose": "fine-tune"})
+    job = {"id": store.new_job_id(), "training_file": file_id, "method_type": "dpo",
+           "hyperparameters": {"beta": 0.2}, "seed": 3}
+    run_dir = prepare_run(store, job, str(tiny_model))
+    inputs = read_manifest(run_dir)["inputs"]
+    assert inputs["constraints"] == {"method": "dpo"}
+    assert inputs["overrides"] == {"dpo_beta": 0.2, "seed": 3}
+    first = json.loads(Path(inputs["data_path"]).read_text().splitlines()[0])
+    assert set(first) == {"prompt", "chosen", "rejected"}
+    assert store.file_path(file_id).read_bytes() == raw
+
+    bad = dict(job, id=store.new_job_id(), method_type="supervised")
+    with pytest.raises(JobError) as err:  # a preference file is no chat file
+        prepare_run(store, bad, str(tiny_model))
+    assert err.value.code == "invalid_training_file" and "line 1" in err.value.message
+
+
+def test_engine_serves_several_adapters_each_as_it_answers_alone(spiky_model, tmp_path):
+    """Base and two adapters, requests interleaved: each batch holds one adapter, and
+    every greedy answer equals that model's answer loaded alone, one by one."""
+    import threading
+
+    import torch
+    from ftagent.tools.evaluate.compare import load_plain
+    from ftagent.tools.evaluate.generation import generate_one_by_one, prompt_ids
+    from ftagent.tools.serve.app import load_for_serving
+    from ftagent.tools.serve.engine import BatchingEngine, SamplingParams
+    from peft import LoraConfig, get_peft_model
+
+    chats = [[{"role": "user", "content": q}] for q in ("Hi", "Refund", "PIN blocked?")]
+    for i in (1, 2):
+        torch.manual_seed(i)
+        cfg = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        get_peft_model(load_plain(spiky_model)[0], cfg).save_pretrained(tmp_path / f"a{i}")
+    ref = {None: generate_one_by_one(*load_plain(spiky_model), chats, 8)}
+    for i in (1, 2):
+        ref[f"a{i}"] = generate_one_by_one(*load_for_serving(spiky_model, tmp_path / f"a{i}"),
+                                           chats, 8)
+    assert ref["a1"] != ref[None] and ref["a2"] != ref["a1"]
+    model, tokenizer = load_plain(spiky_model)
+    engine = BatchingEngine(model, tokenizer, max_batch_size=4, batch_wait_s=0.2).start()
+    engine.add_adapter("a1", tmp_path / "a1")
+    engine.add_adapter("a2", tmp_path / "a2")
+    texts, done = {}, threading.Semaphore(0)
+
+    def listener(key):
+        texts[key] = ""
+
+        def on_event(ev):
+            texts[key] += ev.text
+            if ev.finish_reason or ev.error:
+                done.release()
+        return on_event
+
+    try:
+        for rep in range(2):
+            for adapter in (None, "a1", "a2"):
+                for j, ids in enumerate(prompt_ids(tokenizer, chats)):
+                    engine.submit(ids, SamplingParams(max_tokens=8), listener((rep, adapter, j)),
+                                  adapter)
+        for _ in texts:
+            assert done.acquire(timeout=60)
+    finally:
+        engine.stop()
+    for (_, adapter, j), text in texts.items():
+        assert text.strip() == ref[adapter][j], (adapter, j)
+    assert engine.stats()["adapter_switches"] >= 3

@@ -15,6 +15,9 @@ import typer
 from ftagent.agent.cli.common import fail
 from ftagent.tools.serve.options import API_KEY_ENV, DEFAULTS, HELP, settings_from
 
+# This command's own options, not the serving tool's (they start workflow runs)
+FINE_TUNING_OPTIONS = ("fine_tuning", "fine_tuning_dir", "fine_tuning_policy", "max_upload_mb")
+
 
 def serve_command(
     model_dir: Annotated[str, typer.Argument(help=HELP["model_dir"])],
@@ -56,7 +59,7 @@ def serve_command(
     requests batched together as they arrive; with --fine-tuning, OpenAI's fine-tuning
     API too."""
     options = dict(locals())  # exactly the parameters: settings_from checks them
-    for name in ("fine_tuning", "fine_tuning_dir", "fine_tuning_policy", "max_upload_mb"):
+    for name in FINE_TUNING_OPTIONS:
         options.pop(name)
     from ftagent.tools.models import ModelNotFoundError
     from ftagent.tools.serve.app import run_server

@@ -70,7 +70,7 @@ class GenerationRequest:
     prompt: list[int]
     params: SamplingParams
     on_event: Callable[[Event], None]
-    adapter: str | None = None  # the named adapter to generate with; None: the base model
+    adapter: str | None = None  # the named adapter to generate with; None: the bare base
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
 
@@ -219,9 +219,12 @@ class BatchingEngine:
     def submit(self, prompt: list[int], params: SamplingParams,
                on_event: Callable[[Event], None],
                adapter: str | None = None) -> GenerationRequest:
-        """Queue a request; events arrive on the engine thread through `on_event`."""
+        """Queue a request; events arrive on the engine thread through `on_event`. Without
+        `adapter` it runs on the model as the engine was built (a base, or a base + the
+        adapter it was loaded with)."""
         if not prompt:
             raise ValueError("empty prompt")
+        adapter = self.start_adapter if adapter is None else adapter
         if adapter is not None and adapter not in self._loaded | set(self._adapter_dirs):
             raise ValueError(f"no adapter named {adapter!r}")
         if len(prompt) + params.max_tokens > self.context_length:

@@ -19,7 +19,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class ServedModel:
     id: str
-    adapter: str | None  # the engine's adapter name; None: the base model
+    adapter: str | None  # the engine's adapter name; None: the model it was built with
     tokenizer: object
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -31,8 +31,8 @@ class ServedModels:
     def __init__(self, engine, base_id: str):
         self.engine = engine
         self._lock = threading.Lock()
-        # the model the engine was built with: a base, or a base + the adapter it started with
-        self._models = {base_id: ServedModel(base_id, engine.start_adapter, engine.tokenizer)}
+        # adapter None: the model as the engine was built (a base, or base + its adapter)
+        self._models = {base_id: ServedModel(base_id, None, engine.tokenizer)}
         self._added = 0
         self.base_id = base_id
 

@@ -244,12 +244,16 @@ def test_a_job_survives_a_restart_succeeds_and_its_model_is_served(
     assert _answer(client, "tiny") == base_answer  # the base is still served as it was
 
 
-def test_cancel_stops_a_running_job(server, training_file):
+def test_cancel_stops_a_running_job_and_its_trainer(server, training_file):
+    import os
+
     client = server.client
     uploaded = client.files.create(file=training_file.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="tiny", training_file=uploaded.id,
-                                         hyperparameters={"n_epochs": 1})
-    server.wait(job.id, lambda j: j.status == "running", 120)
+                                         hyperparameters={"n_epochs": 3, "batch_size": 1})
+    job_file = server.root / "jobs" / job.id / "run" / "train" / "attempt-1" / "job.json"
+    server.wait(job.id, lambda j: job_file.is_file(), 180)  # the trainer process runs
+    trainer = json.loads(job_file.read_text())["pid"]
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
 
     def stopped(j) -> bool:  # the worker was reaped and its run marked
@@ -257,8 +261,12 @@ def test_cancel_stops_a_running_job(server, training_file):
         return any(e.message.startswith("Workflow stopped") for e in events)
 
     assert server.wait(job.id, stopped, 60).status == "cancelled"
+    with pytest.raises(ProcessLookupError):
+        os.kill(trainer, 0)
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.cancel(job.id)
+    assert not (server.root / "jobs" / job.id / "run" / "train" / "attempt-1" /
+                "result.json").exists()
 
 
 def test_job_requests_take_both_hyperparameter_forms_and_refuse_mixtures():

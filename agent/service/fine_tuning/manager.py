@@ -182,7 +182,10 @@ class JobManager:
             if self._worker is None and not self._stopping.is_set():
                 waiting = (list(reversed(self.store.jobs(("running",))))
                            + list(reversed(self.store.jobs(("queued",)))))
-                if waiting:
+                if waiting and waiting[0]["status"] == "running" and (
+                        self.store.job_dir(waiting[0]["id"]) / OUTCOME).is_file():
+                    self._finish(waiting[0])  # its worker ended while no server was up
+                elif waiting:
                     self._start_worker(waiting[0])
 
     def _validate(self, doc: dict) -> None:

@@ -150,8 +150,21 @@ def test_the_self_instruct_run_the_pre_flight_stopped_now_fits():
     run = RunSettings(precision="bf16", batch=8, max_length=1472, lora_r=8)
     e = estimate_for(shape, run, SELF_INSTRUCT)
     assert 2.0 < e.total_gb < 8.0
-    assert e.peak_tokens == round(1412 + 7 * 148.4 - 7 * 24)
+    # The 24 shared tokens (SmolLM2's default system prompt) would save 7 x 24 of ~1,190
+    # tokens a micro-batch, under MIN_SAVED_SHARE: the trainer does not share them.
+    assert e.peak_tokens == round(1412 + 7 * 148.4)
     assert e.parts_gb["logits"] < 1.0
+
+
+def test_sharing_is_estimated_only_where_the_trainer_shares():
+    from ftagent.tools.data.facts import worth_sharing
+
+    shape = shape_from_config(SMOLLM)
+    run = RunSettings(precision="bf16", batch=8, max_length=1472, lora_r=8)
+    long_prefix = SELF_INSTRUCT.model_copy(update={"shared_prefix": 100})
+    assert worth_sharing(7 * 100, 8 * 148.4)
+    assert estimate_for(shape, run, long_prefix).peak_tokens == round(1412 + 7 * 148.4 - 700)
+    assert not worth_sharing(7 * 24, 8 * 148.4) and not worth_sharing(0, 0)
 
 
 def test_big_model_numbers_are_plausible():

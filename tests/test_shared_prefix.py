@@ -111,6 +111,10 @@ def test_collator_counts_row_tokens_and_leaves_unshared_batches_to_trl():
     out = collator(shared)
     assert SEGMENTS_KEY in out and "cu_seq_lens_q" not in out
     assert int(out[ROW_TOKENS_KEY]) == 81 and out["input_ids"].shape[1] == 51
+    # A 20-token prefix in front of long rows saves under MIN_SAVED_SHARE: not shared.
+    small = rows_with_prefix(list(range(100, 120)), (200, 3), (180, 2))
+    out = collator(small)
+    assert SEGMENTS_KEY not in out and int(out[ROW_TOKENS_KEY]) == 420
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["rows", "packed"])

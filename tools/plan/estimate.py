@@ -48,7 +48,7 @@ every matmul and gradient checkpointing runs the forward twice (slowdowns below)
 from __future__ import annotations
 
 from ftagent.tools.config.train_config import PROMPT_METHODS, TrainConfig
-from ftagent.tools.data.facts import MIN_SHARED_PREFIX, TokenFacts
+from ftagent.tools.data.facts import MIN_SHARED_PREFIX, TokenFacts, worth_sharing
 from pydantic import BaseModel
 
 GB = 2**30
@@ -226,6 +226,8 @@ def micro_batches(run: RunSettings, facts: TokenFacts) -> tuple[MicroBatch, Micr
         p = facts.shared_prefix if run.shared_prefix and b > 1 else 0
         p = min(p, longest - 1, int(mean) - 1) if p >= MIN_SHARED_PREFIX else 0
         p = max(p, 0)
+        if not worth_sharing((b - 1) * p, b * mean):  # the collator would not share it
+            p = 0
 
         def flat(first: float, first_loss: float) -> MicroBatch:
             rows = first + (b - 1) * mean

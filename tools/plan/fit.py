@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ftagent.tools.data.facts import TokenFacts
+from ftagent.tools.data.facts import TokenFacts, worth_sharing
 from ftagent.tools.hardware import Hardware
 from ftagent.tools.plan.estimate import (
     DEVICE_FLOPS,
@@ -100,7 +100,9 @@ def try_fit(
     passes = [True] if adapter == "full" and n > 1 else [False, True] if n > 1 else [False]
     fit = None
     ladder = LADDER
-    if settings.shared_prefix and facts.shared_prefix and adapter != "full":
+    if (settings.shared_prefix and adapter != "full"
+            and worth_sharing((SHARED_BATCH - 1) * facts.shared_prefix,
+                              SHARED_BATCH * facts.mean)):
         # Rows that share a prefix pay for it once per micro-batch: 16 rows a micro-batch
         # (no accumulation at the default 16 per step) spread it over twice the rows of 8.
         ladder = [(SHARED_BATCH, False), *LADDER]

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from ftagent.tools.data.facts import MIN_SHARED_PREFIX
+from ftagent.tools.data.facts import MIN_SHARED_PREFIX, worth_sharing
 from ftagent.tools.data.tokens import common_prefix
 
 # Sharing fewer tokens than this saves less than the extra attention call costs; the
@@ -131,7 +131,8 @@ def layout(groups: Sequence[Group]) -> dict[str, torch.Tensor]:
 
 class SharedPrefixCollator:
     """Wraps TRL's padding-free collator: batches whose rows share a prefix of at least
-    `min_shared` tokens get the shared layout, all others TRL's own output unchanged.
+    `min_shared` tokens, saving at least MIN_SAVED_SHARE of the batch's tokens, get the
+    shared layout; all others TRL's own output unchanged.
     Every batch also says how many tokens its rows hold unshared (`num_row_tokens`), so
     throughput and token counts mean the same with sharing on or off."""
 
@@ -143,7 +144,7 @@ class SharedPrefixCollator:
         units = [u for e in examples for u in units_of(e)]
         row_tokens = sum(len(u.ids) for u in units)
         groups = group_units(units, self.min_shared)
-        if not any(g.prefix for g in groups):
+        if not worth_sharing(sum(g.saved for g in groups), row_tokens):
             out = self.base(examples)
         else:
             out = layout(groups)

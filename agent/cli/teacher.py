@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -32,19 +33,23 @@ def teacher_settings(teacher, url, config):
         raise fail(str(exc)) from None
 
 
-def _bar(label: str):
-    """A progress callback drawing a rich bar on stderr; returns (callback, close)."""
+@contextmanager
+def _progress(label: str, errors: tuple = ()):
+    """A rich progress bar on stderr for the teacher's work; yields the callback. `errors`
+    (TeacherError and the like) become a one-line `error:` and a non-zero exit."""
+    from ftagent.tools.teacher.generate import TeacherError
     from rich.console import Console
     from rich.progress import Progress
 
     progress = Progress(console=Console(stderr=True), transient=True)
     task = progress.add_task(label, total=None)
     progress.start()
-
-    def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    return update, progress.stop
+    try:
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+    except (TeacherError, *errors) as exc:
+        raise fail(str(exc)) from None
+    finally:
+        progress.stop()
 
 
 def _confirm_cost(est: dict, yes: bool) -> None:
@@ -71,7 +76,6 @@ def distill(
     rows set aside with their reasons."""
     from ftagent.tools.teacher.cache import AnswerCache
     from ftagent.tools.teacher.distill import PromptError, distill, estimate, read_prompts, summary
-    from ftagent.tools.teacher.generate import TeacherError
     from ftagent.tools.teacher.settings import default_cache
 
     s = teacher_settings(teacher, teacher_url, teacher_config)
@@ -83,15 +87,10 @@ def distill(
     c = AnswerCache(cache)
     _confirm_cost(estimate(s, [p for _, p in rows], c), yes)
     c.close()
-    update, stop = _bar("teacher answers")
-    try:
+    with _progress("teacher answers") as update:
         report = distill(prompts, out, s, cache,
                          labels=[x.strip() for x in labels.split(",")] if labels else None,
                          on_progress=update)
-    except TeacherError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        stop()
     typer.echo(summary(report))
     typer.echo(f"wrote {report['generated']} and {report['rejected_file']}")
 
@@ -108,7 +107,6 @@ def synth(
 ) -> None:
     """New examples from a task description and seed rows, checked and deduplicated."""
     from ftagent.tools.atomic import write_json, write_jsonl
-    from ftagent.tools.teacher.generate import TeacherError
     from ftagent.tools.teacher.settings import default_cache
     from ftagent.tools.teacher.synthetic import seed_pairs, synthesize
 
@@ -116,14 +114,9 @@ def synth(
     pairs = seed_pairs(_chat_rows(seeds))
     if not pairs:
         raise fail(f"{seeds}: no example with an answer to use as a seed")
-    update, stop = _bar("synthetic examples")
-    try:
+    with _progress("synthetic examples") as update:
         kept, rejected, stats = synthesize(task, pairs, n, s, cache or default_cache(),
                                            on_progress=update)
-    except TeacherError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        stop()
     write_jsonl(out / "synthetic.jsonl", kept)
     write_jsonl(out / "rejected.jsonl", rejected)
     write_json(out / "synthetic.json", {"task": task, "asked": n, "kept": len(kept),
@@ -145,19 +138,13 @@ def augment(
     cache: CacheOpt = None,
 ) -> None:
     """More examples for the labels that fall short; counts per label before and after."""
-    from ftagent.tools.teacher.generate import TeacherError
     from ftagent.tools.teacher.settings import default_cache
     from ftagent.tools.teacher.synthetic import augment
 
     s = teacher_settings(teacher, teacher_url, teacher_config)
-    update, stop = _bar("augmenting")
-    try:
+    with _progress("augmenting", (ValueError,)) as update:
         report = augment(_chat_rows(data), task, s, out, cache or default_cache(), target,
                          on_progress=update)
-    except (TeacherError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    finally:
-        stop()
     typer.echo(json.dumps({k: report[k] for k in ("before", "after", "added", "rejected")}))
 
 

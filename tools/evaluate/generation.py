@@ -68,7 +68,8 @@ def _decode(tokenizer, new_tokens, stops: list[int]) -> tuple[str, int]:
     return tokenizer.decode(toks[:n], skip_special_tokens=True).strip(), n
 
 
-def _generate_ids(model, ids, mask, max_new_tokens: int, stops: list[int], pad: int):
+def _generate_ids(model, ids, mask, max_new_tokens: int, stops: list[int], pad: int,
+                  past_key_values=None):
     import torch
 
     with torch.inference_mode():
@@ -83,6 +84,7 @@ def _generate_ids(model, ids, mask, max_new_tokens: int, stops: list[int], pad: 
             top_k=None,
             eos_token_id=stops,
             pad_token_id=pad,
+            past_key_values=past_key_values,
         )
     return out[:, ids.shape[1] :].cpu()
 
@@ -94,28 +96,39 @@ def generate(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     stats: dict | None = None,
+    share_prefix: bool = True,
 ) -> list[str]:
     """Greedy answers, batched by sorted prompt length, in input order.
 
-    `stats`, when given, receives `new_tokens` (generated tokens up to EOS, summed) and
-    `padding` (pad tokens fed in), for the benchmark.
+    `share_prefix`: the tokens every prompt starts with run once (`prefix_cache`) when
+    that saves enough. `stats`, when given, receives `new_tokens` (generated tokens up to
+    EOS, summed), `padding` (pad tokens fed in) and `shared_prefix` (tokens run once).
     """
+    from ftagent.tools.evaluate.prefix_cache import find_shared_prefix, with_prefix
+
     model.eval()
     stops, pad = eos_ids(model, tokenizer), pad_id(model, tokenizer)
     prompts = prompt_ids(tokenizer, conversations)
+    shared = (find_shared_prefix(model, prompts, min(map(len, prompts), default=1) - 1,
+                                 batch_size) if share_prefix else None)
+    p = len(shared) if shared else 0
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str | None] = [None] * len(prompts)
     new_total = padding = 0
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        ids, mask = left_pad([prompts[i] for i in idx], pad)
+        ids, mask = left_pad([prompts[i][p:] for i in idx], pad)
         padding += int((mask == 0).sum())
-        new = _generate_ids(model, ids, mask, max_new_tokens, stops, pad)
+        cache = None
+        if shared:
+            ids, mask = with_prefix(shared, ids, mask)
+            cache = shared.for_batch(len(idx))
+        new = _generate_ids(model, ids, mask, max_new_tokens, stops, pad, cache)
         for row, i in enumerate(idx):
             answers[i], n = _decode(tokenizer, new[row], stops)
             new_total += n
     if stats is not None:
-        stats.update(new_tokens=new_total, padding=padding)
+        stats.update(new_tokens=new_total, padding=padding, shared_prefix=p)
     return answers  # type: ignore[return-value]
 
 

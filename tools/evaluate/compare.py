@@ -227,6 +227,14 @@ def require_safetensors_adapter(path: str | Path) -> None:
            if bins else ""))
 
 
+def inference_device() -> str:
+    """Where evaluation and serving run: the GPU when there is one (the GPU check found
+    both on the CPU of a GPU machine before), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_plain(path: str | Path, bf16: bool = False):
     """A full model folder (safetensors only) and its tokenizer, for evaluation."""
     import torch
@@ -236,7 +244,7 @@ def load_plain(path: str | Path, bf16: bool = False):
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.bfloat16 if bf16 else torch.float32, use_safetensors=True
-    ).eval()
+    ).to(inference_device()).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -256,7 +264,7 @@ def load_tuned(base_path: str | Path, adapter_path: str | Path, bf16: bool = Fal
     # PEFT itself would fall back to adapter_model.bin: require_safetensors_adapter refuses
     # that above; use_safetensors states the intent (PEFT uses it only when offloading).
     model = PeftModel.from_pretrained(base, adapter_path, use_safetensors=True)
-    model.eval()
+    model.to(inference_device()).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

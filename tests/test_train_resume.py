@@ -31,8 +31,9 @@ def config_for(model: Path, data: Path, out: Path, path: Path, **overrides) -> P
     from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
 
     cfg = default_config(str(model), "lora", str(data), None, str(out), 30, 1_000_000, False)
-    # lora.dropout stays on (0.05): a resume must also restore the RNG state.
-    cfg = apply_overrides(cfg, {"max_steps": MAX_STEPS, "save_steps": SAVE_STEPS,
+    # lora.dropout on (0.05): a resume must also restore the RNG state.
+    cfg = apply_overrides(cfg, {"lora.dropout": 0.05, "max_steps": MAX_STEPS,
+                                "save_steps": SAVE_STEPS,
                                 "batch_size": 2, "seed": 7, "report_to": [], **overrides})
     return save_config(cfg, path)
 

@@ -18,7 +18,10 @@ class LoraSettings(BaseModel):
     alpha: int = Field(
         32, ge=1, description="LoRA scaling numerator; alpha = 2*r is a safe default"
     )
-    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
+    # 0 by default, as PEFT's own default: on CPU the dropout's random mask over every
+    # adapted projection's input took 17% of a step (all-linear LoRA, BANKING77: 3.60 ->
+    # 2.97 s a step without it, the same losses); set it for small sets that overfit.
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
     target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="module names that get adapters; 'all-linear' = every linear layer of "

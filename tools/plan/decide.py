@@ -83,12 +83,12 @@ def effective_batch(n_train: int) -> int:
 
 
 def run_settings(card: ModelCard, hw: Hardware, adapter: str, objective: str, task: str,
-                 n_train: int, seq: int) -> RunSettings:
+                 n_train: int, seq: int, n_labels: int = 0) -> RunSettings:
     """The settings the run's config will carry (LoRA shape from `lora_shape`, max_length,
     the dtype; padding-free rows and shared prefixes as the config's defaults), for the
     one estimate the pre-flight repeats. The config says bf16 or not (`config_from_plan`)
     and the trainer has no fp16 path, so a GPU without bf16 trains, and is sized, in fp32."""
-    r, targets = lora_shape(task, n_train, card.architecture)
+    r, targets = lora_shape(task, n_train, card.architecture, n_labels)
     dtype = train_precision(precision_for(hw) == "bf16", False)
     return RunSettings(method=adapter, objective=objective, precision=dtype,
                        max_length=seq, lora_r=r, lora_targets=tuple(targets))
@@ -104,12 +104,13 @@ def choose_adapter(
     fixed: str | None,
     tokens: TokenFacts,
     n_train: int,
+    n_labels: int = 0,
 ) -> tuple[Fit, str]:
     """How the weights are trained (lora | qlora | full) and why; `tokens`: the training
     rows' token facts the memory estimate sizes micro-batches by."""
 
     def fit(adapter: str) -> Fit:
-        settings = run_settings(card, hw, adapter, objective, task, n_train, seq)
+        settings = run_settings(card, hw, adapter, objective, task, n_train, seq, n_labels)
         # A micro-batch never holds more rows than an optimizer step (the shared-prefix
         # rung offers 16; small sets keep their 8 rows a step, and their number of steps).
         return try_fit(card.shape, settings, hw, tokens,
@@ -219,13 +220,22 @@ def learning_rate_for(adapter: str, objective: str, params: int) -> float:
     return 1e-3 if params < 5e8 else 2e-4  # tiny models take (and need) a higher rate
 
 
-def lora_shape(task: str, n: int, architecture: str) -> tuple[int, list[str]]:
-    """Rank and target modules: more capacity for knowledge-heavy tasks with much data."""
+# A label set this large needs adapters on the MLP too: on BANKING77 (77 intents, 18
+# training rows each, SmolLM2-135M, r16, 3 epochs) attention-only LoRA scored 0.61
+# held-out accuracy and all linear layers 0.74 at the same steps; the 10-intent demo
+# reaches 0.88 with attention only.
+MANY_LABELS = 40
+
+
+def lora_shape(task: str, n: int, architecture: str, n_labels: int = 0) -> tuple[int, list[str]]:
+    """Rank and target modules: more capacity for knowledge-heavy tasks with much data,
+    and for classifiers over many labels."""
     heavy = task in ("domain_knowledge", "code", "chat", "summarization", "distillation")
     r = 8 if n < 500 else 16
     if heavy and n >= 5000:
         r = 32 if n < 20_000 else 64
-    scope = "all_linear" if heavy and n >= 1000 else "attention"
+    scope = ("all_linear" if (heavy and n >= 1000) or n_labels >= MANY_LABELS
+             else "attention")
     return r, lora_targets(architecture, scope) or ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -236,7 +246,7 @@ def training_for(
     effective = effective_batch(n_train)
     batch = min(fit.batch_size, effective)  # try_fit already kept it within a step
     per_step = batch * fit.n_devices
-    r, targets = lora_shape(task, n_train, card.architecture)
+    r, targets = lora_shape(task, n_train, card.architecture, n_labels)
     adapter = fit.adapter != "full"
     return Training(
         epochs=epochs_for(n_train, n_labels) if objective == "sft" else 1.0,

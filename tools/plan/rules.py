@@ -59,9 +59,11 @@ def _option(card, inputs, c, task, seq, objective) -> Option:
     n_train = int(n * TRAIN_SHARE)
     tokens = inputs.data.token_facts()
     fixed = c.method if c.method in ("lora", "qlora", "full") else None
-    fit, why = choose_adapter(card, hw, seq, task, n, objective, fixed, tokens, n_train)
+    fit, why = choose_adapter(card, hw, seq, task, n, objective, fixed, tokens, n_train,
+                              inputs.data.n_labels)
     epochs = 1.0 if objective == "dpo" else epochs_for(n_train, inputs.data.n_labels)
-    settings = run_settings(card, hw, fit.adapter, objective, task, n_train, seq)
+    settings = run_settings(card, hw, fit.adapter, objective, task, n_train, seq,
+                            inputs.data.n_labels)
     t = timing(card.shape, settings, fit, hw, n_train, tokens, epochs, c.rate_usd_per_hour)
     return Option(card, fit, why, t)
 

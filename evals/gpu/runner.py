@@ -42,8 +42,8 @@ def run_sections(sections: list[Section], ctx, write: Callable[[dict], None]) ->
         started = time.monotonic()
         entry: dict = {"title": sec.title}
         if started > ctx.deadline:
-            entry.update(status="skipped", reason="skipped: budget "
-                         f"({ctx.budget_s:.0f} s spent before this section)")
+            entry.update(status="skipped", reason=f"skipped: budget (its {ctx.budget_s:.0f} s "
+                         "were spent before this section began)")
         elif sec.needs_cuda and not ctx.cuda:
             entry.update(status="skipped", reason="skipped: needs CUDA")
         else:

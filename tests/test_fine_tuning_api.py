@@ -250,7 +250,7 @@ def test_cancel_stops_a_running_job_and_its_trainer(server, training_file):
     client = server.client
     uploaded = client.files.create(file=training_file.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="tiny", training_file=uploaded.id,
-                                         hyperparameters={"n_epochs": 3, "batch_size": 1})
+                                         hyperparameters={"n_epochs": 30, "batch_size": 1})
     job_file = server.root / "jobs" / job.id / "run" / "train" / "attempt-1" / "job.json"
     server.wait(job.id, lambda j: job_file.is_file(), 180)  # the trainer process runs
     trainer = json.loads(job_file.read_text())["pid"]

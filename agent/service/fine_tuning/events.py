@@ -2,7 +2,10 @@
 its workflow run's, read from the run's `events.jsonl` each time they are asked for, so
 the API shows what the workflow itself logged, nothing copied or summarised apart from
 one line of text per event. Training progress rows become `metrics` events with OpenAI's
-field names (step, total_steps, train_loss, valid_loss).
+field names (step, total_steps, train_loss, valid_loss); they are read from each attempt's
+`metrics.jsonl`, which the training process writes itself, not from the run's events: a
+workflow process stopped mid-training (a server restart) no longer relays the rows its
+trainer goes on writing, and the job's metrics must still be complete.
 """
 
 from __future__ import annotations
@@ -42,8 +45,6 @@ def describe(e: dict) -> tuple[str, str, dict | None] | None:
     from ftagent.agent.service.outcome import node_summary
 
     kind = e.get("type")
-    if kind == "train_progress":
-        return _progress(e)
     if kind in ("run_started", "run_resumed"):
         return "info", f"Workflow run {e.get('run_id')} {kind.removeprefix('run_')}", None
     if kind == "node_started":
@@ -79,6 +80,11 @@ def job_events(store: Store, job: dict) -> list[dict]:
     for i, e in enumerate(rows):
         if (shown := describe(e)) is not None:
             items.append((e.get("time", 0), f"ftevent-{tag}-r{i}", *shown))
+    for log in sorted(Path(run_dir).glob("train/attempt-*/metrics.jsonl")) if run_dir else []:
+        attempt = log.parent.name.removeprefix("attempt-")
+        for i, e in enumerate(jsonl_log.read(log, stop_at_partial=True)):
+            if (shown := _progress(e)) is not None:
+                items.append((e.get("time", 0), f"ftevent-{tag}-a{attempt}-{i}", *shown))
     order = sorted(range(len(items)), key=lambda i: (items[i][0], i), reverse=True)
     return [event_object(eid, t, message, level, data)
             for t, eid, level, message, data in (items[i] for i in order)]

@@ -16,10 +16,13 @@ class InputError(ValueError):
 
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
                         max_attempts: int = 2, run_id: str | None = None,
-                        constraints: dict | None = None, teacher: dict | None = None) -> Path:
+                        constraints: dict | None = None, teacher: dict | None = None,
+                        overrides: dict | None = None) -> Path:
     """Check the inputs (goal, data that validates with enough usable examples, a model
     that resolves) and make the run folder: `runs_root/<run id>`, or `runs_root` itself
-    when `run_id` is given. Bad input raises InputError and makes no folder."""
+    when `run_id` is given. `overrides` are training-config values fixed from the start
+    (as a gate edit would set them; a fine-tuning job's hyperparameters). Bad input raises
+    InputError and makes no folder."""
     from ftagent.agent.service.runs import RunError, create_run, new_run_id
     from ftagent.tools.data import DataError, PrepareOptions, validate_dataset
     from ftagent.tools.models import ModelNotFoundError, resolve_model
@@ -52,6 +55,14 @@ def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_roo
         inputs["constraints"] = constraints
     if teacher:  # TeacherSettings for distillation; the key stays in the environment
         inputs["teacher"] = teacher
+    if overrides:
+        from ftagent.agent.graph.gates import DecisionError, check_changes
+
+        try:  # the checks every gate edit passes: known keys, values the config accepts
+            check_changes("dataset", overrides)
+        except DecisionError as exc:
+            raise InputError(str(exc)) from None
+        inputs["overrides"] = overrides
     try:
         return create_run(target, run_id, inputs)
     except RunError as exc:

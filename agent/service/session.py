@@ -133,7 +133,11 @@ def drive(
                     payload = Command(resume=decision.model_dump())
                 elif not snapshot.values:  # killed before the first checkpoint: start over
                     payload = initial_state(run_dir)
-                elif not snapshot.next:
+                elif not snapshot.next and not snapshot.tasks:
+                    # `next` leaves out tasks whose writes are saved: a node that finished
+                    # while its step was cut short (a signal between its end and the step's
+                    # checkpoint) has a task with writes and no `next`; streaming None
+                    # applies them and goes on. Only no tasks at all means the run ended.
                     return _finish(run_dir, run_id, snapshot.values, emit)
             for mode, chunk in graph.stream(
                 payload, config, stream_mode=["updates", "custom", "tasks"]

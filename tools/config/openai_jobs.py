@@ -1,6 +1,10 @@
 """Import of OpenAI fine-tuning jobs: the job's intent (epochs, batch, learning-rate
 multiplier) becomes a local LoRA config, and its OpenAI chat JSONL files are checked line
-by line and copied (never changed in place). A way off hosted fine-tuning."""
+by line and copied (never changed in place). A way off hosted fine-tuning.
+
+`ftagent serve --fine-tuning` uses the same pieces for jobs that arrive over HTTP: the
+line-by-line checks of chat (supervised) and preference (DPO) files, and the mapping of a
+job's hyperparameters to config fields (`hyperparameter_fields`)."""
 
 from __future__ import annotations
 
@@ -62,23 +66,68 @@ def _clean_row(row: Any, where: str, stats: _ChatFile) -> dict:
     return {"messages": kept}
 
 
-def read_openai_chat(path: str | Path) -> _ChatFile:
-    """Check an OpenAI chat JSONL file line by line; errors name file, line and field."""
-    path = Path(path)
+def _lines(path: Path, name: str | None):
+    """(where, row) for each non-blank line; `where` names the file (or `name`, for a file
+    whose path means nothing to the reader, such as an upload) and the line."""
     if not path.is_file():
-        raise ConfigImportError(f"{path}: file not found")
-    stats = _ChatFile(rows=[])
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+        raise ConfigImportError(f"{name or path}: file not found")
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            where = f"{name}, line {n}" if name else f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigImportError(f"{where}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigImportError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
-            stats.rows.append(_clean_row(row, f"{path}:{n}", stats))
+                raise ConfigImportError(f"{where}: not valid JSON: {exc.msg}") from None
+            yield where, row
+
+
+def read_openai_chat(path: str | Path, name: str | None = None) -> _ChatFile:
+    """Check an OpenAI chat JSONL file line by line; errors name file, line and field."""
+    stats = _ChatFile(rows=[])
+    for where, row in _lines(Path(path), name):
+        stats.rows.append(_clean_row(row, where, stats))
     if not stats.rows:
-        raise ConfigImportError(f"{path}: no examples")
+        raise ConfigImportError(f"{name or path}: no examples")
+    return stats
+
+
+def _one_answer(value: Any, where: str) -> list[dict]:
+    if (not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict)
+            or value[0].get("role") != "assistant"):
+        raise ConfigImportError(f"{where}: expected a list with one assistant message")
+    if not isinstance(value[0].get("content"), str) or not value[0]["content"].strip():
+        raise ConfigImportError(f"{where}[0].content: the answer has no text")
+    return [{"role": "assistant", "content": value[0]["content"]}]
+
+
+def read_openai_preference(path: str | Path, name: str | None = None) -> _ChatFile:
+    """Check an OpenAI preference (DPO) JSONL file line by line: `input.messages`, one
+    `preferred_output` and one `non_preferred_output` assistant message per line. Rows come
+    back as ftagent's preference rows {prompt, chosen, rejected}."""
+    stats = _ChatFile(rows=[])
+    for where, row in _lines(Path(path), name):
+        if not isinstance(row, dict):
+            raise ConfigImportError(f"{where}: expected an object")
+        msgs = (row.get("input") or {}).get("messages") if isinstance(row.get("input"), dict) \
+            else None
+        if not isinstance(msgs, list) or not msgs:
+            raise ConfigImportError(f"{where}: input.messages: expected a non-empty list")
+        for i, msg in enumerate(msgs):
+            _check_message(msg, f"{where}: input.messages[{i}]")
+        stats.rows.append({
+            "prompt": [{k: v for k, v in m.items() if k != "weight"} for m in msgs],
+            "chosen": _one_answer(row.get("preferred_output"), f"{where}: preferred_output"),
+            "rejected": _one_answer(row.get("non_preferred_output"),
+                                    f"{where}: non_preferred_output"),
+        })
+    if not stats.rows:
+        raise ConfigImportError(f"{name or path}: no examples")
     return stats
 
 
@@ -140,19 +189,31 @@ def _model_facts(model: str) -> tuple[int, int | None]:
     return 10**9, None
 
 
-def _openai_hyper_fields(hyper: dict, base: TrainConfig, notes: list[str]) -> dict:
+def hyperparameter_fields(hyper: dict) -> dict:
+    """An OpenAI job's hyperparameters as training-config fields; "auto" (or absent) leaves
+    ftagent's default. The learning rate is 2e-4 x the multiplier (OPENAI_BASE_LR)."""
     out: dict[str, Any] = {}
+    epochs, batch, mult, beta = (hyper.get(k, "auto") for k in
+                                 ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"))
+    if epochs not in ("auto", None):
+        out["num_epochs"] = float(epochs)
+    if batch not in ("auto", None):
+        out["batch_size"], out["grad_accum"] = _batch_split(int(batch))
+    if mult not in ("auto", None):
+        out["learning_rate"] = OPENAI_BASE_LR * float(mult)
+    if beta not in ("auto", None):
+        out["dpo_beta"] = float(beta)
+    return out
+
+
+def _openai_hyper_fields(hyper: dict, base: TrainConfig, notes: list[str]) -> dict:
+    out = {k: v for k, v in hyperparameter_fields(hyper).items() if k != "dpo_beta"}
     epochs, batch, mult = (hyper.get(k, "auto") for k in
                            ("n_epochs", "batch_size", "learning_rate_multiplier"))
-    if epochs != "auto":
-        out["num_epochs"] = float(epochs)
-    if batch != "auto":
-        out["batch_size"], out["grad_accum"] = _batch_split(int(batch))
     if mult == "auto":
         notes.append(f"learning_rate_multiplier auto: ftagent's default for this model and "
                      f"data size, {base.learning_rate:g}")
     else:
-        out["learning_rate"] = OPENAI_BASE_LR * float(mult)
         notes.append(f"learning_rate {out['learning_rate']:g} = 2e-4 x multiplier {mult}: "
                      "OpenAI's multiplier scales a base rate it does not disclose; 2e-4 is "
                      "the usual LoRA rate")

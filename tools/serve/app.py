@@ -49,8 +49,9 @@ def load_for_serving(model_dir: str | Path, adapter: str | Path | None = None,
     return model, tokenizer
 
 
-def run_server(s: ServeSettings) -> None:
-    """Load the model, then serve until SIGINT/SIGTERM."""
+def run_server(s: ServeSettings, extensions=()) -> None:
+    """Load the model, then serve until SIGINT/SIGTERM. `extensions` add routes (see
+    `tools.serve.routes.Extension`): `ftagent serve --fine-tuning` passes its job API."""
     import uvicorn
     from ftagent.tools.quiet import quiet_libraries
 
@@ -66,7 +67,7 @@ def run_server(s: ServeSettings) -> None:
     model, tokenizer = load_for_serving(s.model_dir, s.adapter, s.bf16)
     model_id = s.model_name or Path(s.adapter or resolve_model(s.model_dir).path).name
     engine = BatchingEngine(model, tokenizer, s.max_batch_size, s.batch_wait_ms / 1000)
-    app = create_app(engine, model_id, s.api_key, s.default_max_tokens)
+    app = create_app(engine, model_id, s.api_key, s.default_max_tokens, extensions=extensions)
     if s.host not in {"127.0.0.1", "localhost", "::1"} and not s.api_key:
         print(f"warning: serving on {s.host} without --api-key: anyone who can reach this "
               "port can use the model", file=sys.stderr)
@@ -130,12 +131,17 @@ def start_server_process(model_dir: str | Path, adapter: str | Path | None = Non
                          port: int | None = None, api_key: str | None = None,
                          model_name: str | None = None, no_batching: bool = False,
                          extra_args: list[str] | tuple[str, ...] = (), timeout: float = 180.0,
-                         log_path: str | Path | None = None) -> ServerHandle:
+                         log_path: str | Path | None = None,
+                         entry: tuple[str, ...] = ("-m", "ftagent.tools.serve"),
+                         extra_env: dict | None = None) -> ServerHandle:
     """Start `python -m ftagent.tools.serve` on 127.0.0.1 and wait until `/v1/models` answers.
 
-    Without `port`, a free one is picked (and picked again if another process takes it
-    first). Raises RuntimeError with the tail of the server's log if it exits or is not
-    up within `timeout` seconds.
+    `entry` is what follows the interpreter: `("-m", "ftagent", "serve")` starts the
+    command line's `ftagent serve` instead (which has options of its own, such as
+    `--fine-tuning`, passed in `extra_args`); `extra_env` adds environment variables. Without
+    `port`, a free one is picked (and picked again if another process takes it first).
+    Raises RuntimeError with the tail of the server's log if it exits or is not up within
+    `timeout` seconds.
     """
     import httpx
 
@@ -143,6 +149,7 @@ def start_server_process(model_dir: str | Path, adapter: str | Path | None = Non
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(import_root()), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop(API_KEY_ENV, None)
+    env.update(extra_env or {})
     if api_key:
         env[API_KEY_ENV] = api_key
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -150,7 +157,7 @@ def start_server_process(model_dir: str | Path, adapter: str | Path | None = Non
         chosen = port or free_port()
         log = Path(log_path) if log_path else Path(tempfile.mkstemp(
             prefix="ftagent-serve-", suffix=".log")[1])
-        cmd = [sys.executable, "-m", "ftagent.tools.serve", model_dir, "--port", str(chosen),
+        cmd = [sys.executable, *entry, model_dir, "--port", str(chosen),
                "--host", "127.0.0.1", "--log-level", "warning", *extra_args]
         cmd += ["--adapter", str(Path(adapter).resolve())] if adapter else []
         cmd += ["--model-name", model_name] if model_name else []
@@ -176,8 +183,8 @@ def start_server_process(model_dir: str | Path, adapter: str | Path | None = Non
             continue  # lost the race for the port: try another
         why = (f"exited with code {exited}" if exited is not None
                else f"did not answer within {timeout:.0f} s")
-        raise RuntimeError(f"ftagent server ({' '.join(cmd[2:4])}) {why}. Log tail "
-                           f"({log}):\n{tail}")
+        what = " ".join(cmd[1:len(entry) + 2])
+        raise RuntimeError(f"ftagent server ({what}) {why}. Log tail ({log}):\n{tail}")
     raise AssertionError("unreachable")
 
 

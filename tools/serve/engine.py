@@ -9,8 +9,16 @@ answer never waits for a long one. Padding is masked and position ids count only
 tokens, so every row computes what it would compute alone: greedy outputs equal
 `tools.evaluate.generation.generate_one_by_one` up to floating point (in fp32, equal in practice).
 
-Pure torch + transformers. The HTTP layer (`tools/serve/routes.py`) calls `submit` with a
-callback that receives `Event`s on the engine thread.
+Several LoRA adapters can be served on one base model (`add_adapter`, any time, no
+restart): each request names its adapter (None: the base model), and a batch only ever
+holds requests of one adapter, because the running KV cache was computed with one set of
+weights. Waiting requests are admitted in arrival order: when the oldest waiting request
+wants another adapter, the running batch takes no newcomers, drains, and the engine
+switches (PEFT's named adapters; loaded on the engine thread the first time they are
+used, between two steps, so no forward pass ever sees weights change under it).
+
+Pure torch + transformers (+ PEFT for adapters). The HTTP layer (`tools/serve/routes.py`)
+calls `submit` with a callback that receives `Event`s on the engine thread.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from ftagent.tools.evaluate.generation import eos_ids, left_pad, pad_id
@@ -60,6 +70,7 @@ class GenerationRequest:
     prompt: list[int]
     params: SamplingParams
     on_event: Callable[[Event], None]
+    adapter: str | None = None  # the named adapter to generate with; None: the bare base
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
 
@@ -167,13 +178,20 @@ class BatchingEngine:
             if "logits_to_keep" in inspect.signature(forward).parameters else {}
         )
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
+        self._waiting: deque[GenerationRequest] = deque()  # taken off the queue, not admitted
+        # Adapters: name -> folder, registered from any thread, loaded on the engine thread.
+        self._adapter_dirs: dict[str, Path] = {}
+        self._loaded: set[str] = set(getattr(model, "peft_config", None) or ())
+        self._current: str | None = getattr(model, "active_adapter", None) \
+            if self._loaded else None  # the adapter the model computes with now
+        self.start_adapter = self._current  # the adapter it was built with, if any
         self._rows: list[_Row] = []
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (rows, cached positions); 0 = padding
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._stats = {"max_batch_seen": 0, "steps": 0, "prefills": 0, "requests_done": 0,
-                       "tokens_generated": 0, "errors": 0}
+                       "tokens_generated": 0, "errors": 0, "adapter_switches": 0}
 
     # ---- public API (any thread) -------------------------------------------------------
 
@@ -187,24 +205,42 @@ class BatchingEngine:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def add_adapter(self, name: str, folder: str | Path) -> None:
+        """Serve a LoRA adapter (safetensors only) under `name` from now on; its weights are
+        loaded on the engine thread when a request first asks for it. `name` must be a
+        plain identifier (PEFT keys modules by it)."""
+        from ftagent.tools.evaluate.compare import require_safetensors_adapter
+
+        if not name.isidentifier():
+            raise ValueError(f"adapter name {name!r} must be a plain identifier")
+        require_safetensors_adapter(folder)
+        self._adapter_dirs.setdefault(name, Path(folder))
+
     def submit(self, prompt: list[int], params: SamplingParams,
-               on_event: Callable[[Event], None]) -> GenerationRequest:
-        """Queue a request; events arrive on the engine thread through `on_event`."""
+               on_event: Callable[[Event], None],
+               adapter: str | None = None) -> GenerationRequest:
+        """Queue a request; events arrive on the engine thread through `on_event`. Without
+        `adapter` it runs on the model as the engine was built (a base, or a base + the
+        adapter it was loaded with)."""
         if not prompt:
             raise ValueError("empty prompt")
+        adapter = self.start_adapter if adapter is None else adapter
+        if adapter is not None and adapter not in self._loaded | set(self._adapter_dirs):
+            raise ValueError(f"no adapter named {adapter!r}")
         if len(prompt) + params.max_tokens > self.context_length:
             raise ValueError("prompt + max_tokens exceed the model context")
         if self._stopping.is_set():
             raise EngineBusy("shutting down")
         if self._queue.qsize() >= self.max_queue:
             raise EngineBusy(f"{self.max_queue} requests already waiting")
-        req = GenerationRequest(list(prompt), params, on_event)
+        req = GenerationRequest(list(prompt), params, on_event, adapter)
         self._queue.put(req)
         return req
 
     def stats(self) -> dict:
-        return {**self._stats, "running": len(self._rows), "waiting": self._queue.qsize(),
-                "max_batch_size": self.max_batch_size}
+        return {**self._stats, "running": len(self._rows),
+                "waiting": self._queue.qsize() + len(self._waiting),
+                "max_batch_size": self.max_batch_size, "adapters_loaded": len(self._loaded)}
 
     # ---- engine thread ---------------------------------------------------------------
 
@@ -214,6 +250,8 @@ class BatchingEngine:
                 new = self._take_new(wait=not self._rows)
                 try:
                     if new:
+                        if not self._rows:  # a new batch: compute with its adapter
+                            self._use(new[0].req.adapter)
                         self._prefill(new)
                     elif self._rows:
                         self._decode_step()
@@ -225,33 +263,76 @@ class BatchingEngine:
                     self._rows, self._cache, self._mask = [], None, None
         for row in self._rows:
             _send(row.req, Event(error="server shutting down"))
-        while not self._queue.empty():
-            _send(self._queue.get_nowait(), Event(error="server shutting down"))
+        self._drain()
+        for req in self._waiting:
+            _send(req, Event(error="server shutting down"))
+
+    def _drain(self) -> None:
+        """Move everything queued so far to `_waiting`, in arrival order."""
+        while True:
+            try:
+                self._waiting.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
 
     def _take_new(self, wait: bool) -> list[_Row]:
-        """Newcomers that fit in the batch; when idle, block for one, then wait briefly
-        for more so that requests sent together start together."""
+        """Newcomers that fit in the batch, all of the batch's adapter; when idle with
+        nothing waiting, block for one, then wait briefly for more so that requests sent
+        together start together."""
         room = self.max_batch_size - len(self._rows)
-        taken: list[GenerationRequest] = []
-        deadline = None
-        while len(taken) < room:
-            try:
-                if not wait:
-                    req = self._queue.get_nowait()
-                elif deadline is None:
-                    req = self._queue.get(timeout=0.1)
-                else:
-                    req = self._queue.get(timeout=max(deadline - time.monotonic(), 1e-4))
-            except queue.Empty:
-                if wait and deadline is None and not self._stopping.is_set():
+        if wait and not self._waiting:
+            while not self._stopping.is_set():
+                try:
+                    self._waiting.append(self._queue.get(timeout=0.1))
+                    break
+                except queue.Empty:
                     continue
-                break
-            if req.cancelled:
-                continue
-            taken.append(req)
-            if wait and deadline is None:
-                deadline = time.monotonic() + self.batch_wait_s
+            deadline = time.monotonic() + self.batch_wait_s
+            while len(self._waiting) < room and (left := deadline - time.monotonic()) > 0:
+                try:
+                    self._waiting.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+        self._drain()
+        self._waiting = deque(r for r in self._waiting if not r.cancelled)
+        if room <= 0 or not self._waiting:
+            return []
+        adapter = self._waiting[0].adapter
+        if self._rows and adapter != self._current:
+            return []  # the oldest waiting request wants other weights: let the batch drain
+        taken = [r for r in self._waiting if r.adapter == adapter][:room]
+        chosen = {id(r) for r in taken}
+        self._waiting = deque(r for r in self._waiting if id(r) not in chosen)
         return [_Row(req, self.tokenizer) for req in taken]
+
+    def _use(self, adapter: str | None) -> None:
+        """Compute with `adapter` (None: the base model), loading it on first use. Called
+        only between batches, so no running KV cache mixes two sets of weights."""
+        if adapter == self._current:
+            return
+        if adapter is not None and adapter not in self._loaded:
+            self._load(adapter)
+        if adapter is None:
+            self.model.base_model.disable_adapter_layers()
+        else:
+            self.model.base_model.enable_adapter_layers()
+            self.model.set_adapter(adapter)
+        self._current = adapter
+        self._stats["adapter_switches"] += 1
+
+    def _load(self, name: str) -> None:
+        from peft import PeftModel
+
+        folder = self._adapter_dirs[name]
+        with torch.inference_mode(False), torch.no_grad():  # real parameters, not inference ones
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(folder, adapter_name=name, use_safetensors=True)
+            else:  # the first adapter wraps the base model (LoRA layers injected in place)
+                self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name,
+                                                       use_safetensors=True)
+                self._current = name
+            self.model.eval()
+        self._loaded.add(name)
 
     def _prefill(self, new: list[_Row]) -> None:
         ids, mask = left_pad([r.req.prompt for r in new], self.pad)

@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
 from ftagent.tools.evaluate.generation import prompt_ids
@@ -21,6 +20,7 @@ from ftagent.tools.serve import schemas as api
 from ftagent.tools.serve.engine import EngineBusy, SamplingParams
 from ftagent.tools.serve.options import DEFAULT_MAX_TOKENS
 from ftagent.tools.serve.schemas import OpenAIError
+from ftagent.tools.serve.served import ServedModel, ServedModels
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
@@ -28,14 +28,14 @@ from starlette.responses import StreamingResponse
 class _Choices:
     """Engine events of one HTTP request (n choices), delivered into the event loop."""
 
-    def __init__(self, engine, jobs: list[tuple[list[int], object]]):
+    def __init__(self, engine, jobs: list[tuple[list[int], object]], adapter: str | None):
         loop, self.queue = asyncio.get_running_loop(), asyncio.Queue()
         self.requests = []
         try:
             for index, (prompt, params) in enumerate(jobs):
                 put = (lambda i: lambda ev: loop.call_soon_threadsafe(
                     self.queue.put_nowait, (i, ev)))(index)
-                self.requests.append(engine.submit(prompt, params, put))
+                self.requests.append(engine.submit(prompt, params, put, adapter))
         except Exception:
             self.cancel()
             raise
@@ -104,32 +104,34 @@ def _streamed(choices: _Choices, chunk, n: int, prompt_tokens: int, include_usag
 
 
 class _Backend:
-    """What every generating route needs from the engine: the request checks, tokenizing
-    (one tokenizer shared by pool threads, so behind a lock), sampling parameters that fit
-    the context, and submitting. One object instead of closures, so each route below
-    reads as a short function."""
+    """What every generating route needs from the engine: the request checks (which served
+    model), tokenizing (tokenizers shared by pool threads, so behind a lock), sampling
+    parameters that fit the context, and submitting. One object instead of closures, so
+    each route below reads as a short function."""
 
-    def __init__(self, engine, model_id: str, default_max_tokens: int):
-        self.engine, self.model_id = engine, model_id
+    def __init__(self, engine, served: ServedModels, default_max_tokens: int):
+        self.engine, self.served = engine, served
         self.default_max_tokens = default_max_tokens
-        self.tokenizer, self.encode_lock = engine.tokenizer, threading.Lock()
+        self.encode_lock = threading.Lock()
 
-    def check(self, req) -> None:
-        if req.model != self.model_id:
+    def check(self, req) -> ServedModel:
+        model = self.served.get(req.model)
+        if model is None:
             raise OpenAIError(404, f"The model `{req.model}` does not exist; this server "
-                              f"serves `{self.model_id}`.", param="model",
-                              code="model_not_found")
+                              f"serves {', '.join(f'`{m}`' for m in self.served.ids())}.",
+                              param="model", code="model_not_found")
         if bad := req.unsupported():
             raise OpenAIError(400, f"`{bad[0]}` is not supported by this server.",
                               param=bad[0], code="unsupported_parameter")
+        return model
 
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        with self.encode_lock:  # one tokenizer, used from pool threads: keep it single-file
-            return prompt_ids(self.tokenizer, [messages])[0]
+    def encode_chat(self, model: ServedModel, messages: list[dict]) -> list[int]:
+        with self.encode_lock:  # tokenizers used from pool threads: keep them single-file
+            return prompt_ids(model.tokenizer, [messages])[0]
 
-    def encode_text(self, text: str) -> list[int]:
+    def encode_text(self, model: ServedModel, text: str) -> list[int]:
         with self.encode_lock:
-            ids = self.tokenizer(text)["input_ids"]
+            ids = model.tokenizer(text)["input_ids"]
         if not ids:
             raise OpenAIError(400, "The prompt is empty.", param="prompt")
         return ids
@@ -148,41 +150,59 @@ class _Backend:
         return SamplingParams(max_tokens=max_tokens, temperature=req.temperature or 0.0,
                               top_p=req.top_p or 1.0, seed=seed, stop=req.stop_list())
 
-    def start(self, jobs) -> _Choices:
+    def start(self, jobs, model: ServedModel) -> _Choices:
         try:
-            return _Choices(self.engine, jobs)
+            return _Choices(self.engine, jobs, model.adapter)
         except EngineBusy as exc:
             raise OpenAIError(429, f"Server busy: {exc}; retry shortly.", "server_error") from exc
 
 
+# An extension adds routes to the app and may return a context manager that the app enters
+# once the engine runs and leaves before it stops (a fine-tuning job manager, for one).
+# The server's own routes know nothing of what extensions do.
+Extension = Callable[[FastAPI, ServedModels], contextlib.AbstractContextManager | None]
+
+
 def create_app(engine, model_id: str, api_key: str | None = None,
-               default_max_tokens: int = DEFAULT_MAX_TOKENS):
-    """The FastAPI app around a started-or-not engine (started and stopped by lifespan)."""
+               default_max_tokens: int = DEFAULT_MAX_TOKENS,
+               served: ServedModels | None = None, extensions: Sequence[Extension] = ()):
+    """The FastAPI app around a started-or-not engine (started and stopped by lifespan).
+    `served` lists the models it answers to (default: `model_id` alone, the base model)."""
+    served = served or ServedModels(engine, model_id)
+    started: list[contextlib.AbstractContextManager] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         engine.start()
-        yield
+        with contextlib.ExitStack() as stack:
+            for ctx in started:
+                await run_in_threadpool(stack.enter_context, ctx)
+            try:
+                yield
+            finally:
+                await run_in_threadpool(stack.close)
         engine.stop()
 
     app = FastAPI(title="ftagent serve", lifespan=lifespan)
     if api_key:
         app.add_middleware(api.ApiKeyCheck, api_key=api_key)
     api.install_error_handlers(app)
-    backend = _Backend(engine, model_id, default_max_tokens)
-    _add_info_routes(app, engine, model_id)
+    backend = _Backend(engine, served, default_max_tokens)
+    _add_info_routes(app, engine, served)
     _add_chat_route(app, backend)
     _add_completions_route(app, backend)
+    for extend in extensions:
+        if (ctx := extend(app, served)) is not None:
+            started.append(ctx)
     return app
 
 
-def _add_info_routes(app: FastAPI, engine, model_id: str) -> None:
+def _add_info_routes(app: FastAPI, engine, served: ServedModels) -> None:
     """The routes that never generate: health, the engine's counters, the model list."""
-    created = int(time.time())
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_id}
+        return {"status": "ok", "model": served.base_id}
 
     @app.get("/stats")
     async def stats():
@@ -190,32 +210,33 @@ def _add_info_routes(app: FastAPI, engine, model_id: str) -> None:
 
     @app.get("/v1/models")
     async def list_models() -> api.ModelList:
-        return api.ModelList(data=[api.ModelCard(id=model_id, created=created)])
+        return api.ModelList(data=[api.ModelCard(id=m.id, created=m.created)
+                                   for m in served.all()])
 
     @app.get("/v1/models/{name:path}")
     async def get_model(name: str) -> api.ModelCard:
-        if name != model_id:
+        if (model := served.get(name)) is None:
             raise OpenAIError(404, f"The model `{name}` does not exist.", param="model",
                               code="model_not_found")
-        return api.ModelCard(id=model_id, created=created)
+        return api.ModelCard(id=model.id, created=model.created)
 
 
 def _add_chat_route(app: FastAPI, backend: _Backend) -> None:
     """POST /v1/chat/completions: the conversation through the model's chat template."""
-    model_id = backend.model_id
 
     @app.post("/v1/chat/completions")
     async def chat(req: api.ChatCompletionRequest):
-        backend.check(req)
+        model = backend.check(req)
+        model_id = model.id
         messages = [m.for_template() for m in req.messages]
         try:
-            prompt = await run_in_threadpool(backend.encode_chat, messages)
+            prompt = await run_in_threadpool(backend.encode_chat, model, messages)
         except Exception as exc:  # the template refuses the conversation (role order...)
             raise OpenAIError(400, f"Chat template error: {exc}", param="messages") from exc
         asked = req.max_completion_tokens or req.max_tokens
         jobs = [(prompt, backend.params_for(req, prompt, asked, "messages", i))
                 for i in range(req.n)]
-        choices, rid = backend.start(jobs), api.new_id("chatcmpl")
+        choices, rid = backend.start(jobs, model), api.new_id("chatcmpl")
 
         if req.stream:
             def chunk(i, text, finish, first=False, totals=None):
@@ -241,19 +262,19 @@ def _add_chat_route(app: FastAPI, backend: _Backend) -> None:
 
 def _add_completions_route(app: FastAPI, backend: _Backend) -> None:
     """POST /v1/completions: raw prompts, no template (one or a list of them)."""
-    model_id = backend.model_id
 
     @app.post("/v1/completions")
     async def complete(req: api.CompletionRequest):
-        backend.check(req)
+        model = backend.check(req)
+        model_id = model.id
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if not texts:
             raise OpenAIError(400, "The prompt is empty.", param="prompt")
-        prompts = [await run_in_threadpool(backend.encode_text, t) for t in texts]
+        prompts = [await run_in_threadpool(backend.encode_text, model, t) for t in texts]
         # choice index = prompt index * n + draw, as the OpenAI API numbers them
         jobs = [(p, backend.params_for(req, p, req.max_tokens, "prompt", j))
                 for p in prompts for j in range(req.n)]
-        choices, rid, n = backend.start(jobs), api.new_id("cmpl"), len(jobs)
+        choices, rid, n = backend.start(jobs, model), api.new_id("cmpl"), len(jobs)
         prompt_tokens = sum(map(len, prompts))
 
         if req.stream:

@@ -43,7 +43,7 @@ def run_training_job(
     out.mkdir(parents=True, exist_ok=True)
     log_path, metrics_path = out / "train.log", out / METRICS_FILE
     offset = 0  # replay earlier rows too, so a resumed watcher shows the whole curve
-    orphan = _live_job(out)
+    orphan = live_job(out)
     while orphan and alive(orphan):
         offset = _follow(metrics_path, offset, on_metrics)
         time.sleep(poll_s)
@@ -110,7 +110,8 @@ def training_env() -> dict:
     return env
 
 
-def _live_job(out: Path) -> int | None:
+def live_job(out: Path) -> int | None:
+    """The pid of the training process of `out` (an output folder) while it runs, else None."""
     job = out / JOB_FILE
     if not job.exists():
         return None

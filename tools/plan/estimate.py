@@ -35,8 +35,9 @@ Memory (bytes) = runtime + weights + trainable state + activations + logits, whe
   selective loss (the projection in the weights' dtype, its fp32 cast, log-softmax and their
   gradients), TRL_LOGIT_COPIES for TRL's loss (also its entropy and accuracy metrics).
 The runtime, the LoRA input copies and the checkpointed layers are fitted on measured runs
-(`evals/bench/estimator.py`, table in the README: within 10% of peak RSS on all of them);
-the rest is counted from the shape.
+(`evals/bench/estimator.py`, table in the README: within 7% of peak RSS with LoRA
+dropout 0.05, 15-23% high on LoRA runs without dropout, see LORA_INPUT_COPIES); the rest
+is counted from the shape.
 
 Time per micro-batch: FLOPs = 6 x block params x tokens for full fine-tuning, 4 x for
 adapters (the frozen base needs no weight gradients), plus the LM head on the projected

@@ -121,6 +121,29 @@ def test_sbatch_script_asks_slurm_for_the_nodes_and_is_valid_bash(tmp_path):
     assert check.returncode == 0, check.stderr
 
 
+def test_a_resume_on_another_number_of_processes_is_refused(tmp_path, tiny_model, small_data,
+                                                           monkeypatch):
+    """Requeued on fewer nodes, a run would take other rows each step: the fingerprint
+    holds the process count (torchrun's WORLD_SIZE), and a resume must match it."""
+    from ftagent.tools.config.train_config import load_config
+    from ftagent.tools.train.resume import FINGERPRINT_FILE, ResumeMismatch, check_resume
+
+    cfg = load_config(_config(tmp_path, tiny_model, small_data))
+    out, ckpt = tmp_path / "out", tmp_path / "out" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert check_resume(out, cfg, None)["processes"] == 2  # a fresh start writes it
+    check_resume(out, cfg, str(ckpt))  # the same count resumes
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(ResumeMismatch, match="processes: checkpoint has 2, this config has 4"):
+        check_resume(out, cfg, str(ckpt))
+    # A run whose fingerprint predates the count still resumes.
+    saved = json.loads((out / FINGERPRINT_FILE).read_text())
+    del saved["processes"]
+    (out / FINGERPRINT_FILE).write_text(json.dumps(saved))
+    check_resume(out, cfg, str(ckpt))
+
+
 # ---- the Slurm script's own logic, with stand-ins for srun and scontrol ----------------
 
 FAKE_SRUN = '''#!{python}

@@ -28,9 +28,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _losses(out: Path) -> list[tuple[int, float]]:
+def _losses(out: Path) -> dict[int, float]:
+    """Step -> training loss, as global rank 0 logged them (one row per step)."""
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == sorted(set(steps)), steps  # each step once: one rank wrote
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
 # ---- pure builders ------------------------------------------------------------------
@@ -285,7 +288,7 @@ def test_two_nodes_train_like_one_node_with_two_processes(shared, tiny_model, on
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["global_step"] == 4
     assert _losses(out) == pytest.approx(one_node_losses, abs=1e-5)
-    assert [s for s, _ in _losses(out)] == [1, 2, 3, 4]  # global rank 0 alone wrote them
+    assert list(_losses(out)) == [1, 2, 3, 4]
     # Each machine's launcher keeps its own pid and log in the shared folder.
     assert (out / "job.json").exists() and (out / "job.node1.json").exists()
     assert "Traceback" not in (out / "train.node1.log").read_text()

@@ -28,7 +28,8 @@ def slurm(
         int | None, typer.Option(min=1, help="CPU nodes only: processes per node (default 1)")
     ] = None,
     cpus_per_node: Annotated[
-        int | None, typer.Option(min=1, help="CPU cores to ask for on each node")
+        int | None, typer.Option(min=1, help="CPU cores to ask for on each node (Slurm's "
+                                 "default can be 1 per task: ask for the node's cores)")
     ] = None,
     time: Annotated[
         str, typer.Option(help="time limit of one attempt (HH:MM:SS or D-HH:MM:SS); the job "

@@ -358,3 +358,90 @@ def test_cli_refuses_bad_layouts_and_prints_the_node_command(tmp_path, tiny_mode
     assert "#SBATCH --gpus-per-node=4" in text and "#SBATCH --job-name=ftagent-out" in text
     bad = runner.invoke(app, ["launch", "slurm", str(path), "--time", "soon"])
     assert bad.exit_code == 2 and "time must be" in bad.output
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a launcher and everything under it (torchrun's workers included)."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=60)
+
+
+def _start_nodes(path: Path, log_dir: Path) -> list[subprocess.Popen]:
+    """Machines 0 and 1, one CPU process each, as `ftagent train --nodes 2` starts them."""
+    address = f"127.0.0.1:{_free_port()}"
+    procs = []
+    for rank in (0, 1):
+        log = open(log_dir / f"node{rank}.log", "ab")
+        cmd = tl.launch_command(path, 1, "cpu", cpu_threads=1, num_machines=2,
+                                machine_rank=rank, main_address=address)
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+@pytest.mark.timeout(400)
+def test_after_a_node_dies_both_resume_from_the_last_complete_checkpoint(shared, tiny_model):
+    """Machine 1 is killed (SIGKILL, launcher and worker) once a checkpoint is complete and
+    training has gone past it; machine 0 then stops too (as srun --kill-on-bad-exit does).
+    Started again, both resume from that checkpoint, and every step after it has the loss
+    of an uninterrupted run: the same data order, and each rank's RNG state (dropout on)."""
+    from ftagent.tools.config.train_config import apply_overrides, default_config, save_config
+    from ftagent.tools.train.jobs import run_training_job
+    from ftagent.tools.train.recipe import last_complete_checkpoint, read_metrics
+
+    def config(out: str) -> Path:
+        cfg = default_config(str(tiny_model), "lora", str(shared / "small.jsonl"), None,
+                             str(shared / out), 30, 1_000_000, False)
+        cfg = apply_overrides(cfg, {"max_steps": 16, "save_steps": 4, "batch_size": 2,
+                                    "lora.dropout": 0.05, "seed": 7, "report_to": []})
+        return save_config(cfg, shared / f"{out}.yaml")
+
+    reference = run_training_job(config("whole"), shared / "whole", poll_s=0.2, num_processes=2)
+    assert reference["global_step"] == 16
+    path, out = config("dies"), shared / "dies"
+    nodes = _start_nodes(path, shared)
+    try:
+        deadline, killed = time.time() + 300, None
+        while nodes[1].poll() is None and time.time() < deadline:
+            ckpt = last_complete_checkpoint(out / "checkpoints")
+            done = max((r["step"] for r in read_metrics(out) if "loss" in r), default=0)
+            if ckpt and done > int(ckpt.rsplit("-", 1)[1]):
+                _kill_tree(nodes[1])
+                killed = done
+                break
+            time.sleep(0.005)
+        assert killed, "training ended before machine 1 could be killed past a checkpoint"
+        try:  # machine 0 notices its peer is gone, or is stopped as Slurm would stop it
+            nodes[0].wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _kill_tree(nodes[0])
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                _kill_tree(node)
+    assert not (out / "result.json").exists()
+    resume_from = last_complete_checkpoint(out / "checkpoints")
+    step = int(resume_from.rsplit("-", 1)[1])
+    assert step < 16
+    nodes = _start_nodes(path, shared)
+    codes = [n.wait(timeout=300) for n in nodes]
+    assert codes == [0, 0], (shared / "node1.log").read_text()[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["resumed_from"] == resume_from and result["global_step"] == 16
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    begins = [i for i, r in enumerate(rows) if r.get("event") == "begin"]
+    assert len(begins) == 2 and rows[begins[1]]["step"] == step
+    again = {r["step"]: r["loss"] for r in rows[begins[1]:] if "loss" in r}
+    whole = _losses(shared / "whole")
+    assert list(again) == list(range(step + 1, 17))
+    assert again == pytest.approx({s: whole[s] for s in again}, abs=1e-5)
+

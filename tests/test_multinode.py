@@ -1,9 +1,9 @@
 """Training on several machines: the launch builders' checks, `ftagent train --nodes` with
 two "nodes" on this machine (separate processes, one CPU process each, gloo over loopback)
 against one node with two processes, a resume after one of them is killed, and the Slurm
-script `ftagent launch slurm` writes:
-valid bash, its requeue logic, and, run with the variables Slurm sets and stand-ins for
-`srun` and `scontrol` (Slurm itself, not ftagent), a real two-node training run."""
+script `ftagent launch slurm` writes: valid bash, its requeue logic, and, run with the
+variables Slurm sets and stand-ins for `srun` and `scontrol` (Slurm itself, not ftagent),
+a real two-node training run."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def sbatch_script(config_path: str | Path, output_dir: str | Path, job: SlurmJob
                   workdir: str | Path, python: str = sys.executable,
                   accelerate_config: str | Path | None = None) -> str:
     """The batch script's text. Paths should be absolute: Slurm runs it from a copy, on
-    another host. `workdir` is where each node starts the recipe (ftagent's import root)."""
+    another host. `workdir` is the folder each node starts the recipe in."""
     out = Path(output_dir)
     logs = out / LOG_DIR
     q = shlex.quote
@@ -222,9 +222,10 @@ def write_sbatch(cfg, config_path: str | Path, job: SlurmJob, out: str | Path | 
                  strategy: str = "auto", python: str = sys.executable) -> Path:
     """Write the batch script for `cfg` (a TrainConfig loaded from `config_path`) to `out`
     (default: `<output_dir>/train.sbatch`), atomically; also the log folder (Slurm does not
-    make it) and, with several GPUs in all, the accelerate config every node reads."""
+    make it) and, with several GPUs in all, the accelerate config every node reads. Each
+    node starts the recipe in the folder this runs in, so that paths in the config that are
+    relative (train_file, output_dir) mean on the nodes what they mean here."""
     from ftagent.tools.atomic import write_text
-    from ftagent.tools.paths import import_root
     from ftagent.tools.train.launch import prepare_config
 
     output_dir = Path(cfg.output_dir).resolve()
@@ -233,6 +234,6 @@ def write_sbatch(cfg, config_path: str | Path, job: SlurmJob, out: str | Path | 
     accel = (prepare_config(cfg, total, strategy, num_machines=job.nodes)
              if job.gpus_per_node and total > 1 else None)
     target = Path(out).resolve() if out else output_dir / SCRIPT_FILE
-    text = sbatch_script(Path(config_path).resolve(), output_dir, job, import_root(), python,
+    text = sbatch_script(Path(config_path).resolve(), output_dir, job, Path.cwd(), python,
                          accel)
     return write_text(target, text)

@@ -123,6 +123,8 @@ def test_sbatch_script_asks_slurm_for_the_nodes_and_is_valid_bash(tmp_path):
     path.write_text(text)
     check = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+    with pytest.raises(ValueError, match="spaces"):
+        slurm.sbatch_script("/shared/c.yaml", "/shared/my out", job, "/opt/ftagent")
 
 
 def test_a_resume_on_another_number_of_processes_is_refused(tmp_path, tiny_model, small_data,

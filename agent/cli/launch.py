@@ -88,7 +88,10 @@ def slurm(
                        port=port, max_restarts=max_restarts)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    path = write_sbatch(cfg, config, job, out, strategy, python or sys.executable)
+    try:
+        path = write_sbatch(cfg, config, job, out, strategy, python or sys.executable)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     each = "GPU(s)" if gpus_per_node else "CPU process(es)"
     typer.echo(f"wrote {path}: {nodes} node(s) x {job.per_node} {each}; "
                f"submit with: sbatch {path}")

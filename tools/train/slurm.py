@@ -120,6 +120,10 @@ def sbatch_script(config_path: str | Path, output_dir: str | Path, job: SlurmJob
     """The batch script's text. Paths should be absolute: Slurm runs it from a copy, on
     another host. `workdir` is the folder each node starts the recipe in."""
     out = Path(output_dir)
+    if any(c.isspace() or c in "%'\"" for c in str(out)):
+        # #SBATCH lines are not shell: no quoting, and % starts one of Slurm's patterns.
+        raise ValueError(f"Slurm's log paths cannot hold spaces, quotes or '%': output_dir "
+                         f"'{out}'")
     logs = out / LOG_DIR
     q = shlex.quote
     header = [

@@ -14,6 +14,7 @@ from ftagent.agent.cli.config import app as config_app
 from ftagent.agent.cli.data import app as data_app
 from ftagent.agent.cli.deploy import export_command, merge_command
 from ftagent.agent.cli.eval import eval_command
+from ftagent.agent.cli.launch import app as launch_app
 from ftagent.agent.cli.serve import serve_command
 from ftagent.agent.cli.teacher import ConfigOpt, TeacherOpt, UrlOpt
 
@@ -326,16 +327,30 @@ def train(
         str, typer.Option(help="several GPUs: auto (full: fsdp, adapters: ddp), ddp, fsdp or "
                           "deepspeed (needs `pip install deepspeed`)")
     ] = "auto",
+    nodes: Annotated[
+        int, typer.Option(min=1, help="machines training together; run this command on each "
+                          "one, with its --node-rank, on an output_dir they share")
+    ] = 1,
+    node_rank: Annotated[
+        int, typer.Option(min=0, help="this machine's rank among --nodes (0: the main one, "
+                          "which writes metrics, checkpoints and the result)")
+    ] = 0,
+    main_address: Annotated[
+        str | None, typer.Option(help="HOST:PORT of node 0, where the nodes meet (torchrun's "
+                                 "static rendezvous); needed with --nodes above 1")
+    ] = None,
     print_command: Annotated[
         bool, typer.Option("--print-command", help="print the launch command (and write the "
                            "accelerate config for several GPUs), then exit without training")
     ] = False,
 ) -> None:
     """Train from a config: pre-flight check, then the recipe in its own process (a killed
-    command leaves it running; run it again to follow it or resume from its checkpoint)."""
+    command leaves it running; run it again to follow it or resume from its checkpoint).
+    Several machines: the same command on each, with --nodes, --node-rank, --main-address;
+    --num-processes then counts one machine's processes."""
     from ftagent.tools.config.train_config import load_config
     from ftagent.tools.hardware import probe
-    from ftagent.tools.train.jobs import TrainingFailed, run_training_job
+    from ftagent.tools.train.jobs import JOB_FILE, TrainingFailed, node_file, run_training_job
     from ftagent.tools.train.preflight import format_report, preflight
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -347,11 +362,12 @@ def train(
     if (out / "result.json").exists() and not print_command:
         raise fail(f"{out} holds a finished run; finished runs are never overwritten: "
                     "choose a new output_dir")
+    machines = (nodes, node_rank, main_address)
     launch, n, accel_config = _launch_plan(cfg, config, launch, num_processes, strategy,
-                                           print_command)
+                                           print_command, machines)
     if print_command:
         raise typer.Exit(0)
-    if not (out / "job.json").exists():
+    if not (out / node_file(JOB_FILE, node_rank)).exists():  # a first start, not a resume
         report = preflight(cfg, probe(out.parent if out.parent.exists() else Path(".")))
         if not report.ok:
             raise fail(f"pre-flight check failed:\n{format_report(report)}")
@@ -373,30 +389,44 @@ def train(
 
         try:
             result = run_training_job(config, out, on_metrics=show, num_processes=n,
-                                      launch=launch, accelerate_config=accel_config)
+                                      launch=launch, accelerate_config=accel_config,
+                                      num_machines=nodes, machine_rank=node_rank,
+                                      main_address=main_address)
         except TrainingFailed as exc:
             raise fail(str(exc), EXIT_FAILED) from None
+    if "global_step" not in result:  # a machine that does not see node 0's result.json
+        typer.echo(f"done: node {node_rank} of {nodes}; node 0 wrote the result into {out}")
+        return
     typer.echo(f"done: {result['global_step']} steps, train loss {result['train_loss']:.4f}; "
                f"{result['output']}")
 
 
 def _launch_plan(cfg, config: Path, launch: str | None, num_processes: int | None,
-                 strategy: str, print_command: bool) -> tuple[str, int, Path | None]:
-    """How `train` starts the recipe: (launch, processes, accelerate config file or None);
-    with --print-command, print the command it would run."""
+                 strategy: str, print_command: bool,
+                 machines: tuple[int, int, str | None] = (1, 0, None),
+                 ) -> tuple[str, int, Path | None]:
+    """How `train` starts the recipe: (launch, processes on this machine, accelerate config
+    file or None); with --print-command, print the command it would run. `machines` is
+    (nodes, node rank, main address)."""
     import shlex
 
     from ftagent.tools.train import launch as tl
     from ftagent.tools.train.jobs import job_command
 
+    nodes, node_rank, main_address = machines
     if launch not in (None, "none", "accelerate"):
         raise fail(f"--launch must be none or accelerate, got '{launch}'")
     if strategy not in ("auto", *tl.STRATEGIES):
         raise fail(f"--strategy must be auto or one of {', '.join(tl.STRATEGIES)}, "
                     f"got '{strategy}'")
-    if launch == "none" and (num_processes or 1) > 1:
-        raise fail("--num-processes above 1 needs --launch accelerate")
-    launch = launch or ("accelerate" if (num_processes or 1) > 1 else "none")
+    try:
+        tl.check_machines(nodes, node_rank, main_address)
+    except ValueError as exc:
+        raise fail(f"{exc} (--nodes, --node-rank, --main-address)") from None
+    several = (num_processes or 1) > 1 or nodes > 1
+    if launch == "none" and several:
+        raise fail("--num-processes or --nodes above 1 need --launch accelerate")
+    launch = launch or ("accelerate" if several else "none")
     accel_config, n = None, num_processes or 1
     if launch == "accelerate":
         gpus = tl.cuda_devices()
@@ -404,13 +434,15 @@ def _launch_plan(cfg, config: Path, launch: str | None, num_processes: int | Non
         if gpus and n > gpus:
             raise fail(f"--num-processes {n} but torch sees {gpus} GPU(s)")
         # Several GPUs: DDP, FSDP2 or ZeRO-3 from a config file; CPU processes need none.
-        accel_config = tl.prepare_config(cfg, n, strategy) if gpus and n > 1 else None
+        total = n * nodes
+        accel_config = (tl.prepare_config(cfg, total, strategy, num_machines=nodes)
+                        if gpus and total > 1 else None)
     missing_ds = accel_config and strategy == "deepspeed" and not tl.deepspeed_installed()
     if missing_ds and not print_command:
         raise fail(f"deepspeed is not installed: `pip install deepspeed`, or choose "
                     f"--strategy fsdp (config written to {accel_config})")
     if print_command:
-        typer.echo(shlex.join(job_command(config, n, launch, accel_config)))
+        typer.echo(shlex.join(job_command(config, n, launch, accel_config, *machines)))
         if accel_config:
             typer.echo(f"accelerate config: {accel_config}")
         if missing_ds:
@@ -453,6 +485,7 @@ app.command("export")(export_command)
 app.command("serve")(serve_command)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(launch_app, name="launch")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ def with_complete_markers(cls):
     class Marked(cls):
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)
+            # Every rank writes its own RNG state into the folder, on whichever machine it
+            # runs; the marker waits for all of them. (Every rank saves at the same steps.)
+            self.accelerator.wait_for_everyone()
             if self.args.should_save:
                 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 

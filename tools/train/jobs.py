@@ -29,6 +29,9 @@ def run_training_job(
     num_processes: int = 1,
     launch: str = "auto",
     accelerate_config: str | Path | None = None,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    main_address: str | None = None,
 ) -> dict:
     """Run `python -m ftagent.tools.train CONFIG` to completion; stream each metrics row.
 
@@ -37,13 +40,20 @@ def run_training_job(
     last checkpoint inside the recipe. With `num_processes` > 1 (or launch="accelerate")
     the recipe runs under `accelerate launch`, optionally with an accelerate config file;
     job.json then holds the launcher's pid, which outlives every rank.
+
+    Several machines: each runs this with its own `machine_rank` (`launch_command`). The
+    output folder is shared by all of them (the resume reads the same checkpoints on every
+    machine), so a machine other than 0 keeps its launcher's pid and log in files of its
+    own (`job.node1.json`, `train.node1.log`); global rank 0, on machine 0, writes the
+    metrics, checkpoints and result.json as on one machine. Such a machine returns that
+    result when it can see it, else `{"machine_rank": R}`.
     """
     out = Path(output_dir)
     done = out / RESULT_FILE
     out.mkdir(parents=True, exist_ok=True)
-    log_path, metrics_path = out / "train.log", out / METRICS_FILE
+    log_path, metrics_path = out / node_file("train.log", machine_rank), out / METRICS_FILE
     offset = 0  # replay earlier rows too, so a resumed watcher shows the whole curve
-    orphan = live_job(out)
+    orphan = live_job(out, machine_rank)
     while orphan and alive(orphan):
         offset = _follow(metrics_path, offset, on_metrics)
         time.sleep(poll_s)
@@ -54,14 +64,16 @@ def run_training_job(
         # Its own session: a Ctrl-C meant for the agent does not reach the trainer, and a
         # killed agent leaves training running.
         proc = subprocess.Popen(
-            job_command(config_path, num_processes, launch, accelerate_config),
+            job_command(config_path, num_processes, launch, accelerate_config,
+                        num_machines, machine_rank, main_address),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=import_root(),
             start_new_session=True,
             env=training_env(),
         )
-        (out / JOB_FILE).write_text(json.dumps({"pid": proc.pid, "started": _started(proc.pid)}))
+        (out / node_file(JOB_FILE, machine_rank)).write_text(
+            json.dumps({"pid": proc.pid, "started": _started(proc.pid)}))
         try:
             while True:
                 finished = proc.poll() is not None
@@ -73,6 +85,8 @@ def run_training_job(
             proc.terminate()  # asked to stop: the last checkpoint lets a resume continue
             proc.wait(timeout=60)
             raise
+    if proc.returncode == 0 and machine_rank > 0:  # rank 0 writes the result, elsewhere
+        return json.loads(done.read_text()) if done.exists() else {"machine_rank": machine_rank}
     if proc.returncode != 0 or not done.exists():
         lines = log_path.read_text(errors="replace").splitlines()
         # Under accelerate the log ends with torchrun's summary; the recipe's own
@@ -86,18 +100,33 @@ def run_training_job(
 
 
 def job_command(config_path, num_processes: int = 1, launch: str = "auto",
-                accelerate_config=None) -> list[str]:
-    """The recipe's command line: plain, or under `accelerate launch` (several processes,
-    an accelerate config, or launch="accelerate")."""
+                accelerate_config=None, num_machines: int = 1, machine_rank: int = 0,
+                main_address: str | None = None) -> list[str]:
+    """The recipe's command line: plain, or under `accelerate launch` (several processes
+    or machines, an accelerate config, or launch="accelerate"). `num_processes` counts
+    this machine's processes."""
     if launch not in ("auto", "none", "accelerate"):
         raise ValueError(f"launch must be auto, none or accelerate, got '{launch}'")
-    if launch == "none" and (num_processes > 1 or accelerate_config):
-        raise ValueError("several processes or an accelerate config need launch='accelerate'")
-    if launch == "accelerate" or num_processes > 1 or accelerate_config:
+    several = num_processes > 1 or num_machines > 1 or accelerate_config
+    if launch == "none" and several:
+        raise ValueError("several processes or machines, or an accelerate config, need "
+                         "launch='accelerate'")
+    if launch == "accelerate" or several:
         from ftagent.tools.train.launch import launch_command
 
-        return launch_command(config_path, num_processes, extra_config_file=accelerate_config)
+        return launch_command(config_path, num_processes, extra_config_file=accelerate_config,
+                              num_machines=num_machines, machine_rank=machine_rank,
+                              main_address=main_address)
     return [sys.executable, "-m", "ftagent.tools.train", str(config_path)]
+
+
+def node_file(name: str, machine_rank: int = 0) -> str:
+    """The name of a launcher's own file (job.json, train.log) for one machine of several
+    sharing an output folder: machine 0 keeps the plain name every reader knows."""
+    if machine_rank == 0:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.node{machine_rank}{dot}{ext}"
 
 
 def training_env() -> dict:
@@ -110,9 +139,10 @@ def training_env() -> dict:
     return env
 
 
-def live_job(out: Path) -> int | None:
-    """The pid of the training process of `out` (an output folder) while it runs, else None."""
-    job = out / JOB_FILE
+def live_job(out: Path, machine_rank: int = 0) -> int | None:
+    """The pid of the training process of `out` (an output folder) while it runs, else None;
+    with several machines, the one this machine started."""
+    job = out / node_file(JOB_FILE, machine_rank)
     if not job.exists():
         return None
     info = json.loads(job.read_text())

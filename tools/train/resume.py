@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from ftagent.tools.atomic import write_json
@@ -45,6 +46,10 @@ def fingerprint(cfg: TrainConfig) -> dict:
         # The effective batch, not the micro-batch: an out-of-memory back-off halves the
         # micro-batch and doubles accumulation, which keeps both data order and schedule.
         "examples_per_step": cfg.batch_size * cfg.grad_accum,
+        # Each process takes its own share of every step's rows: a different number of
+        # processes (GPUs, or machines) changes the global batch, the data order and the
+        # schedule. torchrun sets WORLD_SIZE in every process; a plain run is one.
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
         "max_length": cfg.max_length,
         "padding_free": cfg.padding_free,
         "packing": cfg.packing,
@@ -108,7 +113,10 @@ def check_resume(out: Path, cfg: TrainConfig, ckpt: str | None) -> dict:
     if ckpt is None or not path.exists():
         write_json(path, now)
         return now
-    problems = differences(json.loads(path.read_text()), now)
+    saved = json.loads(path.read_text())
+    # Runs started before the process count was recorded compare without it.
+    problems = differences(saved, {k: v for k, v in now.items() if k in saved or
+                                   k != "processes"})
     stored = checkpoint_adapter(Path(ckpt))
     if stored is not None:
         wanted = {k: v for k, v in now["adapter"].items() if k in stored}

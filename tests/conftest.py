@@ -44,6 +44,27 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+
+@pytest.fixture(scope="session")
+def spiky_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with large random weights (std 0.3 except the norms), saved: its
+    greedy answers are printable and differ between prompts and with small weight changes
+    (the plain tiny model answers every prompt with the same empty text), so a padding
+    leak, a permutation or an adapter left unapplied would show. Read-only: share it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0.0, 0.3)
+    out = tmp_path_factory.mktemp("spiky")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
 @pytest.fixture
 def small_data(tmp_path) -> Path:
     """30 real demo examples spread over the intents (every 8th line)."""

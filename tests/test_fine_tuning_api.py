@@ -56,26 +56,6 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def spiky_model(tiny_model, tmp_path_factory) -> Path:
-    """The tiny model with large random weights: its greedy answers are printable and vary
-    with small weight changes (the plain tiny model answers nothing printable), so a
-    served adapter that was not applied would show."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" not in name:
-                param.normal_(0.0, 0.3)
-    out = tmp_path_factory.mktemp("spiky")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def server(spiky_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ft_api")
     (folder / "policy.yaml").write_text(POLICY)

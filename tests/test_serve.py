@@ -28,24 +28,6 @@ def chat(q: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def spiky_model(tiny_model, tmp_path_factory):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" not in name:
-                param.normal_(0.0, 0.3)
-    out = tmp_path_factory.mktemp("spiky")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def smollm_cli(bundled_model, tmp_path_factory):
     """`ftagent serve smollm2-135m-instruct` through the real CLI, launched before the tiny
     server so that its start-up (imports, model load) overlaps the fast tests."""

@@ -21,26 +21,8 @@ DEMO_SYSTEM = json.loads(DEMO_DATA.read_text().splitlines()[0])["messages"][0]["
 
 
 @pytest.fixture(scope="module")
-def spiky(tiny_model, tmp_path_factory):
-    """The tiny random Llama with larger weights: different prompts, different answers."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" not in name:
-                param.normal_(0.0, 0.3)
-    out = tmp_path_factory.mktemp("spiky_teacher")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def server(spiky):
-    handle = start_server_process(spiky, api_key=KEY, model_name="tiny-teacher")
+def server(spiky_model):
+    handle = start_server_process(spiky_model, api_key=KEY, model_name="tiny-teacher")
     yield handle
     handle.stop()
 

@@ -99,3 +99,19 @@ def test_no_sharing_when_rows_share_little_or_a_window_could_drop_the_prefix(tin
     cfg.sliding_window = 32
     windowed = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
     assert find_shared_prefix(windowed, prompts, min(map(len, prompts)) - 1, 2) is None
+
+
+def test_prefix_tuning_adapters_keep_their_own_cache(tiny):
+    """Prefix tuning feeds its own past keys and values: no shared cache is built, and
+    scoring still runs."""
+    from peft import PrefixTuningConfig, get_peft_model
+
+    model, tok = tiny
+    peft = get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM",
+                                                    num_virtual_tokens=4)).eval()
+    from ftagent.tools.evaluate.generation import prompt_ids
+
+    prompts = prompt_ids(tok, convs(False))
+    assert find_shared_prefix(peft, prompts, min(map(len, prompts)) - 1, 2) is None
+    got = answer_nll(peft, tok, convs(True), batch_size=2)
+    assert len(got) == len(QUESTIONS) and all(n > 0 for _, n in got)

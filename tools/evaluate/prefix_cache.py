@@ -60,6 +60,13 @@ def _window_allows(model, longest: int) -> bool:
     return not window or longest <= int(window)
 
 
+def _prompt_learning(model) -> bool:
+    """PEFT prompt and prefix tuning put their own virtual tokens (prefix tuning: its own
+    past keys and values) in front of every input; a shared cache would collide."""
+    return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning",
+                        False))
+
+
 def find_shared_prefix(model, seqs: list[list[int]], cap: int,
                        batch_size: int) -> SharedPrefix | None:
     """Run the prefix every sequence shares once, when that saves enough: at least
@@ -73,7 +80,7 @@ def find_shared_prefix(model, seqs: list[list[int]], cap: int,
     total = sum(map(len, seqs))
     if (len(seqs) < 2 or p < MIN_SHARED_PREFIX or not worth_sharing(p * (len(seqs) - batches),
                                                                     total)
-            or not _window_allows(model, max(map(len, seqs)))):
+            or not _window_allows(model, max(map(len, seqs))) or _prompt_learning(model)):
         return None
     from transformers import DynamicCache
 

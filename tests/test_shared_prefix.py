@@ -188,3 +188,29 @@ def test_shared_prefix_keeps_sliding_windows_and_softcaps(tmp_path):
             alone = eager(input_ids=torch.tensor([r["input_ids"]])).logits[0]
             torch.testing.assert_close(flat[start:end], alone[p:], atol=1e-5, rtol=0)
         torch.testing.assert_close(flat[:p], alone[:p], atol=1e-5, rtol=0)
+
+
+def test_shared_prefix_gradients_with_a_sliding_window_stay_exact(tmp_path):
+    """Gemma 2's 4-token window over a 20-token prefix and suffixes of 9, 3 and 6 tokens
+    (late suffix tokens see none of the prefix): loss and LoRA gradients equal the
+    unshared batch's, and none is NaN."""
+    from ftagent.tools.train.attention import register
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       head_dim=8, sliding_window=4, attn_logit_softcapping=5.0)
+    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path)
+    base = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=register(),
+                                                dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    rows = rows_with_prefix(list(range(100, 120)), (9, 2), (3, 1), (6, 1), seed=6)
+    loss_s, n_s, grads_s = loss_and_grads(model, SharedPrefixCollator(trl_collator())(rows))
+    loss_p, n_p, grads_p = loss_and_grads(model, trl_collator()(rows))
+    assert n_s == n_p > 0 and loss_s == pytest.approx(loss_p, rel=1e-5)
+    for k in grads_p:
+        assert torch.isfinite(grads_s[k]).all(), k
+        torch.testing.assert_close(grads_s[k], grads_p[k], atol=1e-6, rtol=1e-4, msg=k)

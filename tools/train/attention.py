@@ -53,32 +53,29 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
 def _shared_prefix_forward(module, query, key, value, segments, dropout, scaling, window,
                            softcap):
     """Attention over a shared-prefix row (`shared_prefix.layout`): a prefix or a plain
-    example is causal on its own; a group's suffixes attend, a few per call (`_chunks`), to
-    the prefix's keys and values and causally to themselves, with a mask that keeps them
-    apart."""
+    example is causal on its own; a group's suffixes attend, in one call, to the prefix's
+    keys and values and causally to themselves, with a mask that keeps them apart."""
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     p = dropout if module.training else 0.0
     dtype = query.dtype
     if query.device.type == "cpu" and dtype == torch.bfloat16:
         query, key, value = query.float(), key.float(), value.float()  # as in varlen above
     outs = []
-    for start, end, prefix, mask in _plan(segments, window, query.device):
+    for start, end, prefix_start, mask in _plan(segments, window, query.device):
         q = query[:, :, start:end]
-        if prefix is None:
+        if mask is None:
             k, v = key[:, :, start:end], value[:, :, start:end]
             outs.append(_causal(module, q, k, v, p, scaling, gqa, window, softcap))
         else:
-            k, v = _prefix_and(key, prefix, start, end), _prefix_and(value, prefix, start, end)
+            k, v = key[:, :, prefix_start:end], value[:, :, prefix_start:end]
             outs.append(_masked(q, k, v, mask, p, scaling, gqa, softcap))
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return out.transpose(1, 2).to(dtype).contiguous(), None
 
 
 def _plan(segments: torch.Tensor, window: int | None, device) -> list[tuple]:
-    """(start, end, the prefix's (start, end) or None, mask or None) per attention call:
-    queries [start, end) attend causally to themselves, or under the mask to the prefix
-    followed by themselves. Computed once per forward (every layer sees the same segments
-    tensor) and window size."""
+    """(start, end, keys' start, mask or None) per attention call; computed once per
+    forward (every layer sees the same segments tensor) and window size."""
     key = (window, device)
     if _plan_cache["tensor"] is not segments:
         _plan_cache["tensor"], _plan_cache["plans"] = segments, {}
@@ -94,48 +91,18 @@ def _build_plan(rows: list[list[int]], window: int | None, device) -> list[tuple
     while i < len(rows):
         start, end, kind = rows[i]
         if kind != PREFIX:
-            plan.append((start, end, None, None))
+            plan.append((start, end, start, None))
             i += 1
             continue
-        plan.append((start, end, None, None))  # the prefix itself: plain causal
+        plan.append((start, end, start, None))  # the prefix itself: plain causal
         suffixes = []
         i += 1
         while i < len(rows) and rows[i][2] == SUFFIX:
             suffixes.append(rows[i][:2])
             i += 1
-        for chunk in _chunks(suffixes, end - start):
-            plan.append((chunk[0][0], chunk[-1][1], (start, end),
-                         _suffix_mask(end - start, chunk, window, device)))
+        plan.append((suffixes[0][0], suffixes[-1][1], start,
+                     _suffix_mask(end - start, suffixes, window, device)))
     return plan
-
-
-def _chunks(suffixes: list[list[int]], prefix_len: int) -> list[list[list[int]]]:
-    """Consecutive suffixes, a few per attention call. One masked call over all of a
-    group's suffixes computes scores between every pair of them, nearly all masked out:
-    its cost grows with the square of the suffix tokens (16 BANKING77 rows of ~30 tokens
-    after a 570-token prefix: 480 x 1050 scores; 64 rows: 1920 x 2490, slower per row
-    than 16). Calls of at most a quarter of the prefix's length in suffix tokens keep the
-    wasted pairs to about a quarter of the useful ones, whatever the micro-batch."""
-    limit = max(64, prefix_len // 4)
-    out: list[list[list[int]]] = []
-    tokens = 0
-    for s, e in suffixes:
-        if out and tokens + (e - s) <= limit:
-            out[-1].append([s, e])
-            tokens += e - s
-        else:
-            out.append([[s, e]])
-            tokens = e - s
-    return out
-
-
-def _prefix_and(x: torch.Tensor, prefix: tuple[int, int], s: int, e: int) -> torch.Tensor:
-    """Keys (or values) of the prefix followed by those of [s, e): a view when the two
-    touch, else one copy of the prefix's."""
-    p0, p1 = prefix
-    if s == p1:
-        return x[:, :, p0:e]
-    return torch.cat([x[:, :, p0:p1], x[:, :, s:e]], dim=2)
 
 
 def _suffix_mask(prefix_len: int, suffixes: list[list[int]], window: int | None, device):

@@ -75,15 +75,17 @@ def plan_for(
     feedback: list[str | dict] | None = None,
     previous_model: str | None = None,
     require_local: bool = False,
+    hardware: Hardware | None = None,
 ) -> Planned:
     """Plan for the data at `data_path`. With `model` the base is fixed; without it the
-    registry is searched (only models on this machine when `require_local`)."""
+    registry is searched (only models on this machine when `require_local`). `hardware`:
+    plan for it (tools.gpus.described) instead of this machine."""
     from ftagent.tools.models import DEFAULT_MODEL, resolve_model
     from ftagent.tools.registry import lookup
     from transformers import AutoTokenizer
 
     constraints = constraints or Constraints()
-    hw = probe(where)
+    hw = hardware or probe(where)
     fixed = None
     edited = [f["model"] for f in feedback or [] if isinstance(f, dict) and f.get("model")]
     name = edited[-1] if edited else model or constraints.model

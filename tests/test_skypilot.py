@@ -58,9 +58,11 @@ def _sky_read(task: Path, home: Path) -> dict:
 
 def test_the_task_is_what_skypilot_reads(tmp_path, tiny_model, small_data):
     from ftagent.agent.cli.main import app
+    from ftagent.tools.config.train_config import load_config, save_config
     from typer.testing import CliRunner
 
     path = _config(tmp_path, tiny_model, small_data, out="big")
+    save_config(load_config(path).model_copy(update={"bf16": "auto"}), path)
     written = CliRunner().invoke(app, ["launch", "skypilot", str(path), "--gpus", "H100:8",
                                        "--nodes", "2", "--cloud", "aws", "--bucket",
                                        "ftagent-test-bucket"])
@@ -84,6 +86,8 @@ def test_the_task_is_what_skypilot_reads(tmp_path, tiny_model, small_data):
     accel = yaml.safe_load((inputs / "accelerate_config.yaml").read_text())
     assert (accel["distributed_type"], accel["num_processes"], accel["num_machines"]) == (
         "MULTI_GPU", 16, 2)
+    # bf16 "auto": by the H100's row in the GPU table, not by this machine.
+    assert accel["mixed_precision"] == "bf16"
     assert "--config_file /ftagent/inputs/accelerate_config.yaml" in read["run"]
     assert '--machine_rank "$SKYPILOT_NODE_RANK"' in read["run"]
     subprocess.run(["bash", "-n"], input=read["run"], text=True, check=True)

@@ -178,7 +178,12 @@ def task_yaml(job: SkyJob, mounts: dict[str, str], source: str | Path | None,
               config_path: str = "", torch: str | None = None) -> str:
     """The task's text. `mounts`: node path -> local path of the files every node gets
     (the inputs folder, data files, a model folder); `source`: ftagent's source folder,
-    synced as the workdir (None: install the released package)."""
+    synced as the workdir (None: install the released package); `torch`: the version
+    setup installs with it (default: this machine's)."""
+    if torch is None:
+        from importlib.metadata import version as installed
+
+        torch = installed("torch").split("+")[0]  # 2.13.0+cpu: the same release for CUDA
     resources: dict = {}
     if job.infra:
         resources["infra"] = job.infra
@@ -237,6 +242,50 @@ def model_on_nodes(model: str) -> tuple[str | None, str | None]:
     return str(resolved.path), None
 
 
+def node_inputs(train_file: str | None, val_file: str | None, model: str, inputs: Path,
+                remote: str = REMOTE) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """What every node gets: (file mounts, node path -> local path; the config's fields as
+    the nodes see them; a hub model id the nodes download, or None)."""
+    paths = remote_paths(remote)
+    mounts = {paths["inputs"]: str(inputs)}
+    update = {"output_dir": paths["run"]}
+    for field, local, prefix in (("train_file", train_file, "train"),
+                                 ("val_file", val_file, "val")):
+        if local:
+            node_path = f"{paths['data']}/{prefix}-{Path(local).name}"
+            mounts[node_path] = str(Path(local).resolve())
+            update[field] = node_path
+    folder, hub_model = model_on_nodes(model)
+    if folder:
+        mounts[paths["model"]] = folder
+        update["model"] = paths["model"]
+    return mounts, update, hub_model
+
+
+def accelerate_config(cfg, job: SkyJob, strategy: str = "auto") -> dict:
+    """The accelerate config for the nodes' GPUs: bf16 by the GPU table (not by this
+    machine, which may have no GPU), FSDP wrapped per decoder block when the model's config
+    is here to name it."""
+    from ftagent.tools.gpus import spec_for_device
+    from ftagent.tools.train.launch import (
+        default_strategy,
+        distributed_config,
+        model_architecture,
+    )
+
+    chosen = default_strategy(cfg.method) if strategy == "auto" else strategy
+    gpu = spec_for_device(job.gpus.split(":")[0])
+    bf16 = cfg.bf16 is True or (cfg.bf16 == "auto" and (gpu is None or gpu.bf16))
+    arch = None
+    if chosen == "fsdp":
+        try:
+            arch = model_architecture(cfg.model, cfg.trust_remote_code)
+        except OSError:  # a hub model not downloaded here: accelerate reads the model's own
+            arch = None
+    return distributed_config(chosen, job.per_node * job.nodes, "bf16" if bf16 else "no",
+                              arch, num_machines=job.nodes)
+
+
 def write_task(cfg, config_path: str | Path, job: SkyJob, out: str | Path | None = None,
                strategy: str = "auto", remote: str = REMOTE, python: str = PYTHON) -> Path:
     """Write the task for `cfg` (a TrainConfig loaded from `config_path`) to `out` (default
@@ -247,33 +296,20 @@ def write_task(cfg, config_path: str | Path, job: SkyJob, out: str | Path | None
 
     from ftagent.tools.atomic import write_text
     from ftagent.tools.config.train_config import save_config
-    from ftagent.tools.train.launch import prepare_config
+    from ftagent.tools.train.launch import CONFIG_FILE, write_accelerate_config
 
     target = Path(out).resolve() if out else Path(cfg.output_dir).resolve() / TASK_FILE
     inputs = target.parent / INPUTS
     inputs.mkdir(parents=True, exist_ok=True)
-    paths = remote_paths(remote)
-    mounts = {paths["inputs"]: str(inputs)}
-    update = {"output_dir": paths["run"]}
-    for field, prefix in (("train_file", "train"), ("val_file", "val")):
-        local = getattr(cfg, field)
-        if local:
-            node_path = f"{paths['data']}/{prefix}-{Path(local).name}"
-            mounts[node_path] = str(Path(local).resolve())
-            update[field] = node_path
-    folder, hub_model = model_on_nodes(cfg.model)
-    if folder:
-        mounts[paths["model"]] = folder
-        update["model"] = paths["model"]
-    total = job.per_node * job.nodes
-    accel = job.gpus_per_node and total > 1
+    mounts, update, hub_model = node_inputs(cfg.train_file, cfg.val_file, cfg.model, inputs,
+                                            remote)
+    accel = bool(job.gpus_per_node) and job.per_node * job.nodes > 1
     if accel:
-        made = prepare_config(cfg, total, strategy, num_machines=job.nodes)
-        (inputs / made.name).write_text(made.read_text())
+        write_accelerate_config(accelerate_config(cfg, job, strategy), inputs / CONFIG_FILE)
     save_config(cfg.model_copy(update=update), inputs / "config.yaml",
                 header=f"{config_path} as the SkyPilot nodes see it (written by ftagent)")
     text = task_yaml(job, mounts, source_folder(), version("ftagent"), hub_model, remote,
-                     python, bool(accel), str(config_path), version("torch").split("+")[0])
+                     python, accel, str(config_path))
     return write_text(target, text)
 
 

@@ -4,10 +4,12 @@ H100-80GB:8 --nodes 2`): the GPU table, and the same estimator, cost and time on
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from ftagent.tools import gpus
 from ftagent.tools.data.facts import DataFacts
+from ftagent.tools.hardware import Hardware
 from ftagent.tools.plan.rules import make_plan
 from ftagent.tools.plan.types import Constraints, PlanInputs
 from ftagent.tools.registry import lookup
@@ -18,8 +20,8 @@ KNOWLEDGE = DataFacts(n_examples=50_000, tokens_p50=600, tokens_p99=1800, tokens
 GOAL = "answer questions about our product documentation"
 
 
-def _plan(hw, **kw):
-    return make_plan(PlanInputs(goal=GOAL, data=KNOWLEDGE, hardware=hw,
+def _plan(hw, data=KNOWLEDGE, **kw):
+    return make_plan(PlanInputs(goal=GOAL, data=data, hardware=hw,
                                 model=lookup("meta-llama/Llama-3.1-8B-Instruct"), **kw))
 
 
@@ -83,3 +85,92 @@ def test_plan_cli_plans_for_described_hardware(tmp_path):
     planned = json.loads(result.output[result.output.index("{"):])
     assert planned["n_devices"] == 16 and "2 nodes of 8" in planned["hardware_summary"]
     assert planned["estimates"]["rate_usd_per_hour"] == 1.5
+
+
+# ---- work too big for this machine ---------------------------------------------------
+
+CPU = Hardware(cpu_cores=2, ram_gb=24, ram_available_gb=20, disk_free_gb=50, cpu_bf16=True)
+
+
+def _too_big(hw=CPU, data=KNOWLEDGE, **constraints):
+    from ftagent.tools.plan.scale_out import recommend
+
+    inputs = PlanInputs(goal=GOAL, data=data, hardware=hw,
+                        constraints=Constraints(method="full", **constraints),
+                        model=lookup("meta-llama/Llama-3.1-8B-Instruct"))
+    plan = make_plan(inputs)
+    return plan, recommend(inputs, plan, config="my.yaml")
+
+
+def test_full_fine_tuning_of_8b_on_a_cpu_recommends_the_cheapest_cluster_that_fits():
+    plan, s = _too_big()
+    assert not plan.fits and "more than the" in s.why
+    # One H100 cannot hold 8B with full fine-tuning's 16 bytes a parameter; eight, sharded,
+    # can, and cost less than eight A100s for the same work.
+    assert (s.gpu, s.gpus_per_node, s.nodes) == ("H100-80GB", 8, 1)
+    assert (s.model, s.method, s.strategy) == ("meta-llama/Llama-3.1-8B-Instruct", "full",
+                                                "fsdp")
+    on_it = _plan(gpus.described("H100-80GB:8"), constraints=Constraints(method="full"))
+    assert s.cost_usd == on_it.estimates.cost_usd and s.train_hours == on_it.estimates.train_hours
+    assert s.launcher == "skypilot"
+    assert s.commands == {"skypilot": "ftagent launch skypilot my.yaml --gpus H100:8",
+                          "slurm": "ftagent launch slurm my.yaml --nodes 1 --gpus-per-node 8"}
+    _, none = _too_big(budget_usd=s.cost_usd / 2)  # no shape within the budget
+    assert none is None
+
+
+def test_a_tight_deadline_asks_for_several_nodes():
+    from ftagent.tools.plan.decide import deadline_h
+
+    lots = KNOWLEDGE.model_copy(update={"n_examples": 2_000_000})
+    _, s = _too_big(data=lots, deadline_hours=2)
+    assert s.gpu == "H100-80GB" and s.nodes > 1 and s.train_hours <= 2
+    fewer = _plan(gpus.described("H100-80GB:8", nodes=s.nodes // 2), data=lots,
+                  constraints=Constraints(method="full", deadline_hours=2))
+    assert fewer.estimates.train_hours > deadline_h(Constraints(deadline_hours=2), CPU)
+    assert f"--nodes {s.nodes}" in s.commands["skypilot"]
+
+
+def test_work_this_machine_does_gets_no_cluster():
+    from ftagent.tools.plan.scale_out import recommend
+
+    small = DataFacts(n_examples=300, tokens_p50=200, tokens_p99=500, tokens_max=600,
+                      prompt_tokens_p50=150, answer_tokens_p50=50)
+    inputs = PlanInputs(goal=GOAL, data=small, hardware=CPU)
+    plan = make_plan(inputs)
+    assert plan.fits and recommend(inputs, plan) is None
+    described = PlanInputs(goal=GOAL, data=KNOWLEDGE, hardware=gpus.described("L4"))
+    assert recommend(described, make_plan(described)) is None  # planned for it on purpose
+
+
+def test_the_strategy_gate_shows_the_cluster_job(tmp_path):
+    import yaml
+    from ftagent.agent.graph.nodes.planner import scale_out_job, strategy_request
+    from ftagent.tools.plan.planner import with_scale_out
+    from ftagent.tools.plan.report import plan_markdown
+
+    inputs = PlanInputs(goal=GOAL, data=KNOWLEDGE, hardware=CPU,
+                        constraints=Constraints(method="full"),
+                        model=lookup("meta-llama/Llama-3.1-8B-Instruct"))
+    plan = with_scale_out(make_plan(inputs), inputs, "my.yaml")
+    text = plan_markdown(plan)
+    assert "Too big for this machine" in text and "ftagent launch skypilot my.yaml" in text
+    job = scale_out_job(tmp_path, plan.scale_out, plan.model)  # not here: nodes download it
+    task = yaml.safe_load(job["text"])
+    assert (task["num_nodes"], task["resources"]["accelerators"]) == (1, "H100:8")
+    assert 'hf" download meta-llama/Llama-3.1-8B-Instruct' in task["setup"]
+    assert "-c constraints.txt . torch==" in task["setup"]
+    config = tmp_path / "train" / "attempt-1" / "config.yaml"
+    assert job["command"] == f"ftagent launch skypilot {config} --gpus H100:8"
+    assert (tmp_path / "launch" / "skypilot.yaml").read_text() == job["text"]
+    state = {"run_dir": str(tmp_path), "plan": plan.model_dump() | {
+        "model_path": None, "scale_out_job": job}}
+    request = strategy_request(state)
+    assert not request.passed and request.evidence["scale_out_job"]["text"] == job["text"]
+    assert f"The skypilot job is in {job['path']}" in request.summary
+    # On a Slurm cluster's login node the job is an sbatch script for the same shape.
+    slurm = scale_out_job(tmp_path, plan.scale_out.model_copy(update={"launcher": "slurm"}),
+                          plan.model)
+    assert "#SBATCH --nodes=1" in slurm["text"] and "#SBATCH --gpus-per-node=8" in slurm["text"]
+    assert slurm["command"] == f"ftagent launch slurm {config} --nodes 1 --gpus-per-node 8"
+    subprocess.run(["bash", "-n", slurm["path"]], check=True)

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean sky-env
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,14 +18,24 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# SkyPilot in its own venv: its pins (click<8.2, uvicorn<0.36) clash with ftagent's. The
+# SkyPilot tests read tasks with its parser there; `sky` for --up can come from here too.
+SKY_STAMP := .venv-sky/.installed
+$(SKY_STAMP): constraints-sky.txt
+	test -x .venv-sky/bin/python || python3 -m venv .venv-sky
+	.venv-sky/bin/pip install --quiet -c constraints-sky.txt skypilot==0.14.1
+	touch $(SKY_STAMP)
+
+sky-env: $(SKY_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/ftagent demo
 
-test: $(STAMP)
+test: $(STAMP) $(SKY_STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-sky runs .pytest_cache

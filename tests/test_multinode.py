@@ -448,3 +448,59 @@ def test_after_a_node_dies_both_resume_from_the_last_complete_checkpoint(shared,
     assert list(again) == list(range(step + 1, 17))
     assert again == pytest.approx({s: whole[s] for s in again}, abs=1e-5)
 
+
+
+@pytest.mark.timeout(300)
+def test_the_skypilot_task_trains_on_two_nodes(shared, tiny_model, one_node_losses, tmp_path):
+    """The task's run section, run as SkyPilot runs it on each node: a bash script with
+    SkyPilot's variables, after its file mounts are in place (here: copies under one
+    folder, and one shared folder for the bucket). Each "node" is pinned to one core, as
+    a machine of its own would count its cores."""
+    import shutil
+
+    import yaml
+    from ftagent.tools.config.train_config import load_config
+    from ftagent.tools.train import skypilot
+
+    path = _config(shared, tiny_model, shared / "small.jsonl", out="sky")
+    root = tmp_path / "nodes"  # stands for / on the nodes
+    venv_python = tmp_path / "ftagent-venv" / "bin" / "python"  # what setup installs
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    venv_python.chmod(0o755)
+    job = skypilot.SkyJob(name="ftagent-sky", bucket="ftagent-sky-test", nodes=2, gpus=None,
+                          port=_free_port())
+    task = skypilot.write_task(load_config(path), path, job, tmp_path / "task.yaml",
+                               remote=str(root), python=f'"{venv_python}"')
+    spec = yaml.safe_load(task.read_text())
+    for node_path, source in spec["file_mounts"].items():  # what SkyPilot copies or mounts
+        target = Path(node_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, dict):
+            target.mkdir()  # the bucket: one folder all nodes see
+        elif Path(source).is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy(source, target)
+    (tmp_path / "run.sh").write_text(spec["run"])
+    env = {**os.environ, "SKYPILOT_NUM_NODES": "2", "SKYPILOT_NUM_GPUS_PER_NODE": "0",
+           "SKYPILOT_NODE_IPS": "127.0.0.1\n127.0.0.1"}
+    nodes = [subprocess.Popen(["taskset", "-c", str(rank % (os.cpu_count() or 1)), "bash",
+                               str(tmp_path / "run.sh")],
+                              env={**env, "SKYPILOT_NODE_RANK": str(rank)}, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (1, 0)]
+    said = [p.communicate(timeout=280)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], said
+    assert "node 1 of 2" in said[0] and "rendezvous 127.0.0.1:" in said[1]
+    out = root / "run"
+    assert json.loads((out / "result.json").read_text())["world_size"] == 2
+    assert _losses(out) == pytest.approx(one_node_losses, abs=1e-5)
+    again = subprocess.run(["bash", str(tmp_path / "run.sh")], capture_output=True, text=True,
+                           env={**env, "SKYPILOT_NODE_RANK": "0"}, timeout=60)
+    assert again.returncode == 0 and "holds a finished run" in again.stdout
+    shutil.rmtree(out)
+    wrong = subprocess.run(["bash", str(tmp_path / "run.sh")], capture_output=True, text=True,
+                           env={**env, "SKYPILOT_NODE_RANK": "0", "SKYPILOT_NUM_NODES": "3"},
+                           timeout=60)
+    assert wrong.returncode == 2 and "written for 2 node(s), SkyPilot gave 3" in wrong.stderr

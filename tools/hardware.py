@@ -23,6 +23,8 @@ class Hardware(BaseModel):
     disk_free_gb: float
     gpus: list[GPU] = []
     cpu_bf16: bool = False  # the CPU has native bfloat16 instructions (AVX512-BF16 / AMX)
+    nodes: int = 1  # machines; `gpus` lists all of theirs, cores and memory are one node's
+    described: bool = False  # from `--hardware` (tools.gpus), not probed on this machine
 
     @property
     def accelerator(self) -> str:

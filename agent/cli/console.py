@@ -42,6 +42,10 @@ class EventPrinter:
             c.print(
                 f"[yellow]◆ gate {event['gate']}[/] ({event['title']}; {mark}): {event['summary']}"
             )
+            job = (event.get("evidence") or {}).get("scale_out_job")
+            if job:  # work too big for this machine: the cluster job the plan recommends
+                c.print(f"  [bold]{job['launcher']} job[/] ({job['path']}):")
+                c.print(job["text"], markup=False, highlight=False)
         elif kind == "gate_decision":
             why = f" ({event['reason']})" if event.get("reason") else ""
             c.print(f"  [magenta]decision: {event['action']}[/]{why}")

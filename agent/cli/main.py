@@ -267,10 +267,18 @@ def plan(
     local_only: Annotated[
         bool, typer.Option("--local-only", help="only models already on this machine")
     ] = False,
+    hardware: Annotated[
+        str | None, typer.Option(help="plan for GPUs you do not have at hand: GPU:COUNT per "
+                                 "node (H100-80GB:8, A100-40GB:4, L4); default: this machine")
+    ] = None,
+    nodes: Annotated[
+        int, typer.Option(min=1, help="with --hardware: nodes of COUNT GPUs each")
+    ] = 1,
     out: Annotated[Path | None, typer.Option(help="folder for plan.md and plan.json")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Plan a fine-tuning run (task, method, model, memory, cost, risks) without starting it."""
+    """Plan a fine-tuning run (task, method, model, memory, cost, risks) without starting it.
+    --hardware plans for other GPUs (known: `ftagent plan --hardware list`)."""
     import json
 
     from ftagent.tools.atomic import write_json, write_text
@@ -287,6 +295,23 @@ def plan(
     quiet_libraries()
     if method and method not in METHODS:
         raise fail(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
+    described = None
+    if hardware == "list":
+        from ftagent.tools.gpus import SPECS
+
+        for s in SPECS:
+            typer.echo(f"{s.key:10} {s.memory_gb:5g} GB  {s.tflops:6g} TFLOP/s bf16  "
+                       f"${s.usd_per_hour:g}/GPU-hour")
+        return
+    if hardware:
+        from ftagent.tools.gpus import described as described_hardware
+
+        try:
+            described = described_hardware(hardware, nodes)
+        except ValueError as exc:
+            raise fail(f"--hardware: {exc}") from None
+    elif nodes > 1:
+        raise fail("--nodes needs --hardware (the GPUs of each node)")
     try:
         constraints = Constraints(
             budget_usd=budget, rate_usd_per_hour=rate, deadline_hours=deadline,
@@ -294,7 +319,8 @@ def plan(
             licence="permissive" if permissive else "any",
             prompting_first=False if no_prompting_first else None,
         )
-        planned = plan_for(goal, data, model, constraints=constraints, require_local=local_only)
+        planned = plan_for(goal, data, model, constraints=constraints, require_local=local_only,
+                           hardware=described)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise fail(f"bad constraint: {first['loc'][0]}: {first['msg']}") from None

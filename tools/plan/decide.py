@@ -49,7 +49,8 @@ def where(hw: Hardware) -> str:
         return f"{hw.cpu_cores}-core CPU with {hw.ram_available_gb:g} GB RAM available"
     g = hw.gpus[0]
     n = f"{len(hw.gpus)}x " if len(hw.gpus) > 1 else ""
-    return f"{n}{g.name} ({g.memory_gb:g} GB)"
+    nodes = f", {hw.nodes} nodes of {len(hw.gpus) // hw.nodes}" if hw.nodes > 1 else ""
+    return f"{n}{g.name} ({g.memory_gb:g} GB{nodes})"
 
 
 def prompting_first(task: str, data: DataFacts, c: Constraints) -> tuple[bool, str]:

@@ -88,17 +88,11 @@ WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "nf4": 0.5625}
 # weights); on CUDA the context and kernels.
 RUNTIME_BYTES = {"cpu": 0.65 * GB, "cuda": 0.5 * GB}
 # Sustained training FLOP/s when nothing was measured: 2-core CPU fp32/bf16 (calibrated on
-# the step times of evals/bench/estimator.py), and dense bf16 on common GPUs at ~40%
-# utilisation.
+# the step times of evals/bench/estimator.py). GPUs: tools.gpus (40% of the data sheet's
+# dense bf16 peak).
 DEVICE_FLOPS = {
     "cpu-fp32": 1.1e11,
     "cpu-bf16": 1.6e11,
-    "A100": 1.25e14,
-    "H100": 3.0e14,
-    "L4": 4.8e13,
-    "T4": 2.6e13,
-    "RTX 4090": 6.6e13,
-    "gpu": 5.0e13,
 }
 QLORA_SLOWDOWN = 1.3  # de-quantising the 4-bit base on every matmul
 CHECKPOINTING_SLOWDOWN = 1.33  # one extra forward pass

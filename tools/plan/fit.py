@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ftagent.tools import gpus
 from ftagent.tools.data.facts import TokenFacts, worth_sharing
 from ftagent.tools.hardware import Hardware
 from ftagent.tools.plan.estimate import (
@@ -29,9 +30,10 @@ from pydantic import BaseModel
 # keeps the effective batch), gradient checkpointing only when those are not enough.
 SHARED_BATCH = 16
 LADDER = [(8, False), (4, False), (2, False), (4, True), (2, True), (1, True)]
-# Price per GPU-hour (USD) when none is given: typical on-demand cloud prices, 2026.
-GPU_RATES = {"H200": 3.5, "H100": 2.5, "A100": 1.5, "A10": 0.75, "L40": 1.0, "L4": 0.7,
-             "T4": 0.35, "4090": 0.4, "3090": 0.25, "V100": 0.5}
+# Across GPUs communication takes part of each step: NVLink within a node, the network
+# (InfiniBand, EFA) across nodes. Assumed, not measured here (no GPU).
+COMM_ONE_NODE = 0.9
+COMM_NODES = 0.8
 
 
 class Fit(BaseModel):
@@ -131,10 +133,9 @@ def device_rate(hw: Hardware, precision: str) -> float:
     if not hw.gpus:
         per_two_cores = DEVICE_FLOPS[f"cpu-{'bf16' if precision == 'bf16' else 'fp32'}"]
         return per_two_cores * max(1, hw.cpu_cores) / 2
-    name = hw.gpus[0].name
-    one = next((v for k, v in DEVICE_FLOPS.items() if k in name), DEVICE_FLOPS["gpu"])
     n = len(hw.gpus)
-    return one * n * (0.9 if n > 1 else 1.0)  # communication costs ~10% across GPUs
+    share = 1.0 if n == 1 else COMM_NODES if hw.nodes > 1 else COMM_ONE_NODE
+    return gpus.sustained_flops(hw.gpus[0].name) * n * share
 
 
 def gpu_rate(hw: Hardware, given: float | None) -> float:
@@ -142,8 +143,7 @@ def gpu_rate(hw: Hardware, given: float | None) -> float:
         return given
     if not hw.gpus:
         return 0.0  # your own CPU
-    name = hw.gpus[0].name
-    return next((v for k, v in GPU_RATES.items() if k in name), 1.0)
+    return gpus.price(hw.gpus[0].name)
 
 
 def timing(

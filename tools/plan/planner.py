@@ -52,6 +52,20 @@ def data_facts(spec, tokenizer=None) -> DataFacts:
     return facts.model_copy(update={"n_examples": len(examples), "tokens": tokens})
 
 
+def with_scale_out(plan: Plan, inputs: PlanInputs, config: str = "CONFIG") -> Plan:
+    """The plan with a cluster recommended, when this machine will not do."""
+    import shutil
+
+    from ftagent.tools.plan.scale_out import recommend, scale_out_item
+
+    s = recommend(inputs, plan, slurm_here=shutil.which("sbatch") is not None, config=config)
+    if s is None:
+        return plan
+    return plan.model_copy(update={
+        "scale_out": s, "hardware_requirements": [*plan.hardware_requirements,
+                                                  scale_out_item(s)]})
+
+
 def local_model_ids() -> list[str]:
     """Registry models that resolve on this machine without a download."""
     from ftagent.tools.models import ModelNotFoundError, resolve_model
@@ -75,15 +89,19 @@ def plan_for(
     feedback: list[str | dict] | None = None,
     previous_model: str | None = None,
     require_local: bool = False,
+    hardware: Hardware | None = None,
+    config: str = "CONFIG",
 ) -> Planned:
     """Plan for the data at `data_path`. With `model` the base is fixed; without it the
-    registry is searched (only models on this machine when `require_local`)."""
+    registry is searched (only models on this machine when `require_local`). `hardware`:
+    plan for it (tools.gpus.described) instead of this machine; otherwise, for work too big
+    for this machine, the plan recommends a cluster, whose launch commands name `config`."""
     from ftagent.tools.models import DEFAULT_MODEL, resolve_model
     from ftagent.tools.registry import lookup
     from transformers import AutoTokenizer
 
     constraints = constraints or Constraints()
-    hw = probe(where)
+    hw = hardware or probe(where)
     fixed = None
     edited = [f["model"] for f in feedback or [] if isinstance(f, dict) and f.get("model")]
     name = edited[-1] if edited else model or constraints.model
@@ -99,11 +117,14 @@ def plan_for(
     tok_source = resolved.path if fixed else resolve_model(DEFAULT_MODEL).path
     tokenizer = AutoTokenizer.from_pretrained(tok_source)
     facts = data_facts(data_path, tokenizer)
-    plan = make_plan(PlanInputs(
+    inputs = PlanInputs(
         goal=goal, data=facts, hardware=hw, constraints=constraints, model=fixed,
         candidates=candidates, local_ids=local, feedback=feedback or [],
         previous_model=previous_model,
-    ))
+    )
+    plan = make_plan(inputs)
+    if hardware is None:
+        plan = with_scale_out(plan, inputs, config)
     path = resolved.path if fixed else None
     if path is None and plan.model in local:
         card = lookup(plan.model)

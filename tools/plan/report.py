@@ -38,7 +38,7 @@ def _cost(p: Plan) -> str:
     e = p.estimates
     lines = [f"- Compute: {e.tokens:,} training tokens, about {e.train_hours:.2g} h of training "
              f"on {p.hardware_summary}."]
-    if e.gpu_hours:
+    if e.gpu_hours or e.rate_usd_per_hour:  # GPUs, however short the run
         lines.append(f"- {e.gpu_hours:.2g} GPU-hours x ${e.rate_usd_per_hour:g}/h = "
                      f"**${e.cost_usd:,.2f}** (set the rate with --rate).")
     else:

@@ -67,8 +67,11 @@ def hardware_requirements(
              f"micro-batch {fit.batch_size}"
              f"{' and gradient checkpointing' if fit.gradient_checkpointing else ''}.",
              detail=", ".join(f"{k} {v:g} GB" for k, v in fit.parts_gb.items())),
-        Item(text=f"Devices: {fit.n_devices} x {hw.gpus[0].name if hw.gpus else 'CPU'}, "
-             f"{fit.strategy}, {fit.precision}."),
+        Item(text=f"Devices: {fit.n_devices} x {hw.gpus[0].name if hw.gpus else 'CPU'}"
+             f"{f' on {hw.nodes} nodes' if hw.nodes > 1 else ''}, {fit.strategy}, "
+             f"{fit.precision}.",
+             detail="As described by --hardware (the GPU table in tools/gpus.py), not this "
+             "machine." if hw.described else ""),
         Item(text=f"Disk: about {download_gb * 2 + 1:.0f} GB (base {download_gb:g} GB, merged "
              f"export, checkpoints); {hw.disk_free_gb:g} GB free."),
     ]

@@ -100,6 +100,30 @@ class Item(BaseModel):
     detail: str = ""
 
 
+class ScaleOut(BaseModel):
+    """Work too big for this machine: the cluster, launcher and cost recommended instead
+    (tools.plan.scale_out)."""
+
+    why: str  # why not this machine
+    gpu: str  # the table's name (H100-80GB)
+    gpus_per_node: int
+    nodes: int
+    launcher: str  # skypilot | slurm
+    model: str
+    method: str
+    strategy: str
+    train_hours: float
+    gpu_hours: float
+    rate_usd_per_hour: float
+    cost_usd: float
+    commands: dict[str, str]  # launcher -> the `ftagent launch` command
+
+    @property
+    def shape(self) -> str:
+        per = f"{self.gpus_per_node} x {self.gpu}"
+        return f"{self.nodes} nodes of {per}" if self.nodes > 1 else per
+
+
 class Plan(BaseModel):
     goal: str
     task_type: str
@@ -136,4 +160,5 @@ class Plan(BaseModel):
     notes: list[str] = []
     feedback_applied: list[str] = []
     hardware_summary: str = ""
+    scale_out: ScaleOut | None = None  # this machine will not do: the cluster instead
     data: DataFacts

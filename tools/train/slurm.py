@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftagent.tools.train.launch import launch_command
+from ftagent.tools.train import nodes
 
 SCRIPT_FILE = "train.sbatch"
 LOG_DIR = "logs"
@@ -38,9 +38,6 @@ DEFAULT_PORT = 29500
 # Slurm's --time forms: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
 _TIME = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+|\d+-\d+:\d{2}|\d+-\d+:\d{2}:\d{2})$")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-# Values only known on the node at run time, spliced into the launch command unquoted.
-_AT_RUN_TIME = {"--machine_rank": '"$SLURM_NODEID"', "--main_process_ip": '"$main_host"',
-                "--num_cpu_threads_per_process": '"$threads"'}
 
 
 @dataclass(frozen=True)
@@ -97,21 +94,8 @@ def node_launch(config_path: str | Path, job: SlurmJob, python: str = sys.execut
     host and the CPU threads left to the shell ("$SLURM_NODEID", "$main_host",
     "$threads"): the same builder as `ftagent train --nodes`, so both start the recipe
     alike."""
-    backend = "cuda" if job.gpus_per_node else "cpu"
-    # Stand-in values, replaced below by the shell variables that hold the real ones.
-    cmd = launch_command(config_path, job.per_node, backend,
-                         extra_config_file=accelerate_config, cpu_threads=1,
-                         num_machines=job.nodes, machine_rank=0,
-                         main_address=f"main-host:{job.port}")
-    cmd[0] = python
-    lines: list[list[str]] = [[]]
-    take = None
-    for word in cmd:
-        if word.startswith("-") and lines[-1]:
-            lines.append([])  # a flag and its value to a line, for the reader
-        lines[-1].append(take or shlex.quote(word))
-        take = _AT_RUN_TIME.get(word)
-    return " \\\n        ".join(" ".join(line) for line in lines)
+    return nodes.node_launch(config_path, job.nodes, job.per_node, bool(job.gpus_per_node),
+                             job.port, nodes.SLURM, shlex.quote(python), accelerate_config)
 
 
 def sbatch_script(config_path: str | Path, output_dir: str | Path, job: SlurmJob,
@@ -140,12 +124,9 @@ def sbatch_script(config_path: str | Path, output_dir: str | Path, job: SlurmJob
         "--requeue",  # preemption and node failure put the job back in the queue
         f"--signal=B:USR1@{job.signal_s}",  # to this script, before the time limit
     ]
-    launch = node_launch(config_path, job, python, accelerate_config)
-    threads = "" if job.gpus_per_node else f"""\
-    # CPU threads per process: the task's CPUs (or the node's) shared out.
-    threads=$(( ${{SLURM_CPUS_PER_TASK:-$(nproc)}} / {job.per_node} ))
-    [ "$threads" -ge 1 ] || threads=1
-"""
+    node = nodes.node_function(config_path, job.nodes, job.per_node, job.gpus_per_node,
+                               job.port, nodes.SLURM, shlex.quote(python), workdir,
+                               accelerate_config)
     return f"""#!/bin/bash
 # Written by `ftagent launch slurm`: trains {config_path}
 # on {job.nodes} node(s) x {job.per_node} process(es), {'GPU' if job.gpus_per_node else 'CPU'}.
@@ -160,22 +141,7 @@ MAX_RESTARTS={job.max_restarts}
 # One node's share, run by srun on every node: an `accelerate launch` with this node's rank.
 # All nodes compute the same rendezvous from Slurm's variables: the first host of the job's
 # node list is machine 0 and listens on port {job.port}.
-ftagent_node() {{
-    set -euo pipefail
-    if [ "${{SLURM_NNODES:-}}" != "{job.nodes}" ]; then
-        echo "error: written for {job.nodes} node(s), Slurm gave ${{SLURM_NNODES:-none}};" \\
-            "the world size fixes the data order: write the script again for this count" >&2
-        return 2
-    fi
-    local main_host threads
-    main_host=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)
-{threads}    export MALLOC_MMAP_MAX_="${{MALLOC_MMAP_MAX_:-0}}"
-    export MALLOC_TRIM_THRESHOLD_="${{MALLOC_TRIM_THRESHOLD_:-{1 << 40}}}"
-    echo "node $SLURM_NODEID of $SLURM_NNODES on $(hostname), rendezvous $main_host:{job.port}"
-    cd {q(str(workdir))}
-    # The recipe resumes from the last COMPLETE checkpoint in $OUTPUT_DIR by itself.
-    exec {launch}
-}}
+{node}
 
 if [ "${{1:-}}" = node ]; then
     ftagent_node

@@ -12,7 +12,7 @@ from ftagent.agent.graph.gates import GATES, GateRequest, plan_keys
 from ftagent.tools.atomic import write_json, write_text
 from ftagent.tools.plan.planner import plan_for
 from ftagent.tools.plan.report import plan_markdown
-from ftagent.tools.plan.types import Constraints
+from ftagent.tools.plan.types import Constraints, ScaleOut
 from ftagent.tools.teacher.distill import estimate_file as teacher_estimate
 from ftagent.tools.teacher.settings import TeacherSettings
 
@@ -34,6 +34,41 @@ def strategy_feedback(state: dict) -> list[str | dict]:
     return out
 
 
+def scale_out_job(run_dir: Path, s: ScaleOut, model: str) -> dict:
+    """The job file the recommended launcher writes for this run's first attempt, written
+    now (into `launch/`) so the strategy gate can show it. Its config, data and output
+    folder are where the workflow will put them; the command returned writes it again from
+    that config once the config step has run."""
+    from importlib.metadata import version
+
+    from ftagent.tools import gpus
+    from ftagent.tools.plan.scale_out import launch_commands
+    from ftagent.tools.train import skypilot
+    from ftagent.tools.train.slurm import SCRIPT_FILE, SlurmJob, sbatch_script
+
+    attempt = run_dir / "train" / "attempt-1"
+    config = attempt / "config.yaml"
+    folder = run_dir / "launch"
+    if s.launcher == "slurm":
+        name = SCRIPT_FILE
+        text = sbatch_script(config, attempt, SlurmJob(nodes=s.nodes,
+                             gpus_per_node=s.gpus_per_node), Path.cwd())
+    else:
+        name = skypilot.TASK_FILE
+        task_name, bucket = skypilot.default_names(attempt)
+        job = skypilot.SkyJob(name=task_name, bucket=bucket, nodes=s.nodes,
+                              gpus=f"{gpus.spec(s.gpu).sky}:{s.gpus_per_node}")
+        mounts, _, hub = skypilot.node_inputs(str(run_dir / "data" / "train.jsonl"),
+                                              str(run_dir / "data" / "val.jsonl"), model,
+                                              folder / skypilot.INPUTS)
+        text = skypilot.task_yaml(job, mounts, skypilot.source_folder(), version("ftagent"),
+                                  hub, accelerate_config=job.per_node * job.nodes > 1,
+                                  config_path=str(config))
+    path = write_text(folder / name, text)
+    command = launch_commands(str(config), s.gpu, s.gpus_per_node, s.nodes)[s.launcher]
+    return {"launcher": s.launcher, "path": str(path), "command": command, "text": text}
+
+
 def planner(state: dict) -> dict:
     run_dir = Path(state["run_dir"])
     previous = (state.get("plan") or {}).get("model")
@@ -41,8 +76,13 @@ def planner(state: dict) -> dict:
         state["goal"], state["data_path"], state.get("model"), run_dir,
         constraints=Constraints(**(state.get("constraints") or {})),
         feedback=strategy_feedback(state), previous_model=previous, require_local=True,
+        config=str(run_dir / "train" / "attempt-1" / "config.yaml"),
     )
     plan = planned.plan
+    job = None
+    if plan.scale_out is not None:
+        job = scale_out_job(run_dir, plan.scale_out,
+                            str(planned.model_path) if planned.model_path else plan.model)
     teacher = (teacher_estimate(TeacherSettings(**state["teacher"]), state["data_path"])
                if plan.method == "distillation" and state.get("teacher") else None)
     write_text(run_dir / "plan.md", plan_markdown(plan))
@@ -55,6 +95,7 @@ def planner(state: dict) -> dict:
             "params": planned.params,
             "max_context": planned.max_context,
             "teacher_estimate": teacher,
+            "scale_out_job": job,
         },
         "history": [{"node": "planner", "method": plan.method, "model": plan.model,
                      "task_type": plan.task_type, "feedback_applied": plan.feedback_applied}],
@@ -85,6 +126,15 @@ def strategy_request(state: dict) -> GateRequest:
             f"{teacher['prompts']} prompts ({teacher['cached']} already cached), "
             f"~{teacher['prompt_tokens']:,} prompt tokens, at most "
             f"{teacher['answer_tokens_at_most']:,} answer tokens{cost}.")
+    job = plan.get("scale_out_job")
+    if plan.get("scale_out") and job:
+        s = plan["scale_out"]
+        problems.append(
+            f"Too big for this machine ({s['why']}): {s['nodes']} node(s) x "
+            f"{s['gpus_per_node']} {s['gpu']} would train {s['model']} with "
+            f"{s['method'].upper()} in about {s['train_hours']:.2g} h for "
+            f"${s['cost_usd']:,.2f}. The {s['launcher']} job is in {job['path']}; once the "
+            f"config is written, `{job['command']}` writes it for the run.")
     summary = " ".join(reasons + problems)
     return GateRequest(
         gate="strategy",
@@ -102,5 +152,7 @@ def strategy_request(state: dict) -> GateRequest:
             "cost_usd": plan["estimates"]["cost_usd"],
             "prompting_first": plan["prompting_first"],
             "teacher": teacher,
+            "scale_out": plan.get("scale_out"),
+            "scale_out_job": job,
         },
     )

@@ -27,6 +27,12 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
     if segments is not None and flat:
         return _shared_prefix_forward(module, query, key, value, segments, dropout, scaling,
                                       kwargs.get("sliding_window"), kwargs.get("softcap"))
+    if attention_mask is not None and attention_mask.dim() == 2 and \
+            query.shape[2] == key.shape[2]:
+        # Padded rows (DPO's micro-batches that are not shared): the mask function
+        # registered with NAME hands over the (batch, keys) padding mask, not a 4D one.
+        return _padded(module, query, key, value, attention_mask, dropout, scaling,
+                       kwargs.get("sliding_window"), kwargs.get("softcap"))
     if cu is None or not flat:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -47,6 +53,24 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
         for s, e in zip(bounds[:-1], bounds[1:], strict=True) if e > s
     ]
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+    return out.transpose(1, 2).to(dtype).contiguous(), None
+
+
+def _padded(module, query, key, value, keep, dropout, scaling, window, softcap):
+    """Causal attention over right-padded rows: no query sees a padding key (a padding
+    query sees itself, so no row is empty; its output is never scored)."""
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    p = dropout if module.training else 0.0
+    dtype = query.dtype
+    if query.device.type == "cpu" and dtype == torch.bfloat16:
+        query, key, value = query.float(), key.float(), value.float()  # as in varlen above
+    i = torch.arange(query.shape[2], device=query.device)
+    allowed = i[:, None] >= i[None, :]
+    if window is not None:
+        allowed &= (i[:, None] - i[None, :]) < window
+    allowed = (allowed & keep.bool()[:, None, None, :]) | torch.eye(len(i), dtype=torch.bool,
+                                                                      device=query.device)
+    out = _masked(query, key, value, allowed, p, scaling, gqa, softcap)
     return out.transpose(1, 2).to(dtype).contiguous(), None
 
 

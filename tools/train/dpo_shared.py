@@ -136,7 +136,6 @@ def supports_sharing(trainer) -> tuple[bool, str]:
     from accelerate.utils import is_peft_model
     from peft import PeftConfig
 
-    args = trainer.args
     if not is_peft_model(trainer.model) or trainer.ref_model is not None:
         return False, "the reference is not the base with the adapter disabled"
     config = trainer.accelerator.unwrap_model(trainer.model).peft_config
@@ -152,8 +151,6 @@ def supports_sharing(trainer) -> tuple[bool, str]:
         return False, "an MoE auxiliary loss counts every computed token"
     if trainer._is_vision_dataset:
         return False, "vision rows"
-    if args.padding_free:
-        return False, "TRL's padding_free"
     return True, ""
 
 

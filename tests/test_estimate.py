@@ -121,7 +121,7 @@ def test_shared_prefix_is_computed_once_per_micro_batch():
 
 def test_dpo_and_prompt_tuning_keep_padded_rows_and_trl_logits():
     facts = TokenFacts(mean=100, longest=300, loss_mean=10, loss_longest=20)
-    dpo = micro_batches(RunSettings(objective="dpo", batch=4), facts)[0]
+    dpo = micro_batches(RunSettings(objective="dpo", batch=4, shared_prefix=False), facts)[0]
     assert dpo.tokens == 2 * 4 * 300 and dpo.logits == dpo.tokens  # chosen and rejected
     prompt = micro_batches(RunSettings(method="prompt_tuning", batch=4, virtual_tokens=20),
                            facts)[0]
@@ -214,3 +214,27 @@ def test_token_facts_of_chat_rows(bundled_model):
     differ = [{"messages": [{"role": "system", "content": f"Prompt {i}: " + system[i:]},
                             *r["messages"][1:]]} for i, r in enumerate(rows)]
     assert token_facts(tok, differ).shared_prefix == 0
+
+
+def test_dpo_pairs_compute_their_prompt_once():
+    """Shared DPO micro-batches: each pair's prompt once (its last token in each answer's
+    segment); a system prompt all rows share once when the grouping prefers it; padded rows
+    where sharing saves too little, or without an adapter (full: a separate reference)."""
+    facts = TokenFacts(mean=100, longest=300, loss_mean=10, loss_longest=20)
+    run = RunSettings(objective="dpo", batch=4)
+    peak, typical = micro_batches(run, facts)
+    assert peak.tokens == (279 + 2 * 21) + 3 * (89 + 2 * 11)
+    assert typical.tokens == 4 * (89 + 2 * 11) and peak.logits == peak.tokens
+    padded = micro_batches(run.model_copy(update={"shared_prefix": False}), facts)[0]
+    assert padded.tokens == 2 * 4 * 300 and peak.pairs < padded.pairs
+    system = facts.model_copy(update={"shared_prefix": 60})
+    assert micro_batches(run, system)[1].tokens == 60 + 4 * 2 * 40
+    long_answers = TokenFacts(mean=100, longest=100, loss_mean=80, loss_longest=80)
+    assert micro_batches(run, long_answers)[0].tokens == 2 * 4 * 100
+    full = micro_batches(run.model_copy(update={"method": "full"}), facts)[0]
+    assert full.tokens == padded.tokens
+    shape = shape_from_config(SMOLLM)
+    shared, unshared = (estimate_for(shape, r, facts) for r in
+                        (run, run.model_copy(update={"shared_prefix": False})))
+    assert shared.total_gb < unshared.total_gb
+    assert shared.seconds_per_step < unshared.seconds_per_step

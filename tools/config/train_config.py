@@ -139,7 +139,8 @@ class TrainConfig(BaseModel):
     shared_prefix: bool = Field(
         True, description="rows of a micro-batch that start with the same tokens (a system "
         "prompt, tool schemas, few-shot examples) compute those tokens once; exact, and a "
-        "no-op when rows share nothing; needs padding_free"
+        "no-op when rows share nothing; SFT: needs padding_free; DPO (LoRA/QLoRA): each "
+        "pair's prompt once for chosen and rejected"
     )
     packing: bool = Field(
         False, description="also bin examples (best-fit decreasing) into rows of max_length "

@@ -14,7 +14,10 @@ What a micro-batch computes (`micro_batches`), as the trainer runs it today:
 - The SFT loss (`tools/train/loss.py`) projects only the positions whose next token carries
   loss (`logits_to_keep`): the logits scale with loss tokens, not with all tokens.
 - DPO (chosen and rejected side by side) and prompt/prefix tuning keep padded rows (each as
-  long as the batch's longest) and TRL's own loss over every position.
+  long as the batch's longest) and TRL's own loss over every position. With `shared_prefix`
+  and an adapter, DPO micro-batches whose prompts are worth sharing are one flattened row
+  (`tools/train/dpo_shared.py`): each pair's prompt once, or the prefix all rows share once
+  when the grouping prefers it (`_dpo_shared`); TRL's head then scores the row's positions.
 
 Memory (bytes) = runtime + weights + trainable state + activations + logits, where
 - runtime: the process before any tensor (CPU: Python, torch, transformers, TRL, PEFT,
@@ -153,6 +156,11 @@ class RunSettings(BaseModel):
         return self.padding_free and self.method not in PROMPT_METHODS and self.objective == "sft"
 
     @property
+    def dpo_shared(self) -> bool:
+        """DPO pairs computing their prompt once (tools/train/model.py `shares_prefix`)."""
+        return self.objective == "dpo" and self.shared_prefix and self.method in ("lora", "qlora")
+
+    @property
     def selective(self) -> bool:
         """The selective loss (tools/train/loss.py): SFT, not prompt/prefix tuning."""
         return self.objective == "sft" and self.method not in PROMPT_METHODS
@@ -241,6 +249,10 @@ def micro_batches(run: RunSettings, facts: TokenFacts) -> tuple[MicroBatch, Micr
                               logits=round(logits if run.selective else rows))
 
         return flat(longest, loss_longest), flat(mean, loss_mean)
+    if run.dpo_shared:
+        shared = _dpo_shared(b, (longest, loss_longest), (mean, loss_mean), facts.shared_prefix)
+        if shared:
+            return shared
     # Padded rows: every row as long as the batch's longest (DPO: chosen and rejected).
     rows = 2 * b if run.objective == "dpo" else b
     virtual = run.virtual_tokens if run.method == "prompt_tuning" else 0
@@ -254,6 +266,43 @@ def micro_batches(run: RunSettings, facts: TokenFacts) -> tuple[MicroBatch, Micr
     # of b draws, taken between the mean and the longest.
     typical = mean + (longest - mean) * (1 - 1 / (b + 1))
     return padded(longest, loss_longest), padded(typical, loss_mean)
+
+
+def _dpo_shared(b: int, first: tuple[float, float], rest: tuple[float, float],
+                common: int) -> tuple[MicroBatch, MicroBatch] | None:
+    """(peak, typical) DPO micro-batches in the shared layout (rejected answers taken as
+    long as the chosen ones), or None where the collator would keep padded rows. Rows are
+    (length, answer) = prompt + chosen. A pair computes its prompt once but for its last
+    token, which each answer's segment repeats; when the rows share `common` leading tokens
+    (a system prompt) that the grouping prefers to the pairs' own prompts (`group_units`
+    takes it when 2 x common >= a prompt - 1), the batch computes those once instead."""
+
+    def pair(length: float, answer: float) -> tuple[float, float, float]:
+        """(unshared tokens, tokens per pair sharing, query-key pairs) of one pair."""
+        p = length - answer - 1  # shared: the prompt before its last token
+        if p < MIN_SHARED_PREFIX:
+            return 2 * length, 2 * length, length * length
+        return 2 * length, p + 2 * (answer + 1), p * p / 2 + 2 * (answer + 1) * (p + answer / 2)
+
+    def batch(head: tuple[float, float]) -> MicroBatch | None:
+        lengths = [head] + [rest] * (b - 1)
+        unshared = sum(pair(n, a)[0] for n, a in lengths)
+        prompt = min(n - a for n, a in lengths)
+        if b > 1 and common >= MIN_SHARED_PREFIX and 2 * common >= prompt - 1:
+            tokens = common + sum(2 * (n - common) for n, _ in lengths)
+            pairs = common * common / 2 + sum(2 * (n - common) * (common + (n - common) / 2)
+                                              for n, _ in lengths)
+        else:
+            tokens = sum(pair(n, a)[1] for n, a in lengths)
+            pairs = sum(pair(n, a)[2] for n, a in lengths)
+        if not worth_sharing(unshared - tokens, unshared):
+            return None
+        # TRL's fused head scores every position of the row on CPU (only the answers' on
+        # CUDA); counted as the padded rows' logits are.
+        return MicroBatch(tokens=round(tokens), logits=round(tokens), pairs=round(pairs))
+
+    peak, typical = batch(first), batch(rest)
+    return (peak, typical) if peak and typical else None
 
 
 def estimate_for(shape: Shape, run: RunSettings, facts: TokenFacts, device: str = "cpu",

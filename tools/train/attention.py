@@ -27,6 +27,14 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
     if segments is not None and flat:
         return _shared_prefix_forward(module, query, key, value, segments, dropout, scaling,
                                       kwargs.get("sliding_window"), kwargs.get("softcap"))
+    whole_rows = query.shape[2] == key.shape[2]  # no cache: every key is a row's own token
+    if (cu is None or not flat) and whole_rows and \
+            (attention_mask is None or attention_mask.dim() == 2):
+        # Rows side by side (DPO's micro-batches that are not shared): the mask function
+        # registered with NAME hands over the (batch, keys) padding mask, not a 4D one, or
+        # None when no row is padded; windows and soft-caps come from the layer's kwargs.
+        return _padded(module, query, key, value, attention_mask, dropout, scaling,
+                       kwargs.get("sliding_window"), kwargs.get("softcap"))
     if cu is None or not flat:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -47,6 +55,28 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
         for s, e in zip(bounds[:-1], bounds[1:], strict=True) if e > s
     ]
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+    return out.transpose(1, 2).to(dtype).contiguous(), None
+
+
+def _padded(module, query, key, value, keep, dropout, scaling, window, softcap):
+    """Causal attention over rows side by side, right-padded where `keep` (batch, keys) says
+    so: no query sees a padding key (a padding query sees itself, so no row is empty; its
+    output is never scored)."""
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    p = dropout if module.training else 0.0
+    dtype = query.dtype
+    if query.device.type == "cpu" and dtype == torch.bfloat16:
+        query, key, value = query.float(), key.float(), value.float()  # as in varlen above
+    if keep is None:
+        out = _causal(module, query, key, value, p, scaling, gqa, window, softcap)
+        return out.transpose(1, 2).to(dtype).contiguous(), None
+    i = torch.arange(query.shape[2], device=query.device)
+    allowed = i[:, None] >= i[None, :]
+    if window is not None:
+        allowed &= (i[:, None] - i[None, :]) < window
+    allowed = (allowed & keep.bool()[:, None, None, :]) | torch.eye(len(i), dtype=torch.bool,
+                                                                      device=query.device)
+    out = _masked(query, key, value, allowed, p, scaling, gqa, softcap)
     return out.transpose(1, 2).to(dtype).contiguous(), None
 
 

@@ -27,10 +27,15 @@ def padding_free(cfg: TrainConfig) -> bool:
 
 
 def shares_prefix(cfg: TrainConfig) -> bool:
-    """Shared-prefix batches need padding-free rows and the per-example attention that
-    reads their layout; a kernel chosen by name (flash, sdpa, eager) turns them off."""
-    return (cfg.shared_prefix and padding_free(cfg)
-            and cfg.attn_implementation in ("auto", "varlen"))
+    """Shared-prefix batches need the per-example attention that reads their layout (a
+    kernel chosen by name, flash, sdpa or eager, turns them off) and, for SFT, padding-free
+    rows. DPO shares each pair's prompt (tools/train/dpo_shared.py) where its reference is
+    the base with the adapter disabled: LoRA and QLoRA."""
+    if not cfg.shared_prefix or cfg.attn_implementation not in ("auto", "varlen"):
+        return False
+    if cfg.objective == "dpo":
+        return cfg.method in ("lora", "qlora")
+    return padding_free(cfg)
 
 
 def attention_for(cfg: TrainConfig) -> str:
@@ -43,12 +48,12 @@ def attention_for(cfg: TrainConfig) -> str:
 
         import torch
 
-        if not padding_free(cfg):
-            choice = "sdpa"
-        elif shares_prefix(cfg):
+        if shares_prefix(cfg):
             # Its calls run SDPA per example and per shared prefix, on CUDA too (flash-
             # attention's varlen kernel has no prefix shared by several sequences).
             choice = "varlen"
+        elif not padding_free(cfg):
+            choice = "sdpa"
         elif torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
             choice = "flash_attention_2"
         else:

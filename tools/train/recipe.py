@@ -66,6 +66,10 @@ def _trainer_for(cfg: TrainConfig, model, tokenizer, ds, common: dict, callbacks
 
         args = DPOConfig(**common, beta=cfg.dpo_beta)
         cls = DPOTrainer
+        if shares_prefix(cfg):
+            from ftagent.tools.train.dpo_shared import shared_dpo_trainer_class
+
+            cls = shared_dpo_trainer_class()
     else:
         from ftagent.tools.train.loss import fast_sft_trainer_class
         from trl import SFTConfig

@@ -20,6 +20,7 @@ For every held-out conversation:
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -182,13 +183,14 @@ def hf_greedy(model, prompt_ids: list[int], eos_ids: set[int], max_tokens: int) 
     """transformers' greedy answer with its cache, and the logits of every step."""
     import torch
 
-    past, ids, out, logits, stopped = None, torch.tensor([prompt_ids]), [], [], None
+    dev = model.device
+    past, ids, out, logits, stopped = None, torch.tensor([prompt_ids], device=dev), [], [], None
     t0 = time.perf_counter()
     first_ms, t1 = 0.0, t0
     with torch.no_grad():
         for step in range(max_tokens):
             res = model(input_ids=ids, past_key_values=past, use_cache=True)
-            past, row = res.past_key_values, res.logits[0, -1].float()
+            past, row = res.past_key_values, res.logits[0, -1].float().cpu()
             tok = int(row.argmax())
             logits.append(row.numpy())
             if step == 0:
@@ -197,7 +199,7 @@ def hf_greedy(model, prompt_ids: list[int], eos_ids: set[int], max_tokens: int) 
                 stopped = tok
                 break
             out.append(tok)
-            ids = torch.tensor([[tok]])
+            ids = torch.tensor([[tok]], device=dev)
     return {"tokens": out, "stopped": stopped, "logits": logits, "first_token_ms": first_ms,
             "decode_tokens": len(out), "decode_s": time.perf_counter() - t1}
 
@@ -331,7 +333,7 @@ def _problems(rep: ParityReport) -> list[str]:
     if rep.max_logit_diff > rep.logit_tolerance:
         out.append(f"logits differ by up to {rep.max_logit_diff:.3f} (tolerance "
                    f"{rep.logit_tolerance} for {rep.quant})")
-    if rep.n and rep.identical < rep.min_identical * rep.n:
+    if rep.n and rep.identical < math.floor(rep.min_identical * rep.n + 1e-9):
         out.append(f"only {rep.identical}/{rep.n} identical answers (need "
                    f"{rep.min_identical:.0%} for {rep.quant})")
     if len(rep.exact_match) == 2:

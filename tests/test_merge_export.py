@@ -367,9 +367,8 @@ def test_cli_takes_paths_from_a_run(tiny_model, adapter, rows, tmp_path):
 def test_llama_cpp_generates_from_the_gguf(gguf_f16):
     from ftagent.tools.deploy.gguf import llama_cpp_generate, llama_cpp_runtime
 
-    if llama_cpp_runtime() is None:
-        pytest.skip("no llama.cpp runtime installed (llama_cpp or llama-cli): only the GGUF "
-                    "structure was checked (GGUFReader read-back and transformers' GGUF loader)")
+    # `make test` installs llama-cpp-python (tools/deploy/llama_runtime.py): no skip.
+    assert llama_cpp_runtime() == "llama_cpp"
     text = llama_cpp_generate(gguf_f16.gguf, "<|im_start|>user\nhi<|im_end|>\n", n_tokens=4)
     assert isinstance(text, str)
 

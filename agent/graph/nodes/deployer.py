@@ -53,6 +53,7 @@ def deployment_request(state: dict) -> GateRequest:
         "Deployment checks failed (see problems). Approve anyway, or reject?",
         passed=r.ok,
         summary=f"Merged model at {r.merged}.\n{r.summary()}\nModel card: {r.model_card}",
-        evidence={k: d.get(k) for k in ("merged", "adapter", "gguf", "vllm", "ollama",
-                                        "model_card", "seconds", "problems")},
+        evidence={k: d.get(k) for k in ("merged", "adapter", "gguf", "llama_cpp", "served",
+                                        "vllm", "ollama", "model_card", "seconds",
+                                        "problems")},
     )

@@ -196,7 +196,7 @@ def test_bundled_model_in_llama_cpp_answers_as_in_transformers(smollm2_f16, bund
     assert rep.same_prompt == rep.identical == rep.n == 3
     assert all(r.gguf_stopped == r.hf_stopped for r in rep.rows)
     assert any(r.gguf_stopped and r.stop_token == "<|im_end|>" for r in rep.rows)
-    assert rep.max_logit_diff <= rep.logit_tolerance
+    assert rep.max_rel_logit_diff <= rep.logit_tolerance
     assert rep.speed["llama.cpp"]["tokens_per_s"] > 0
     table = "\n".join(rep.table({"latency_ms": {"stream_first": 12.0}}))
     assert "| llama.cpp (f16) |" in table and "| ftagent serve | 12 |" in table
@@ -221,18 +221,30 @@ def test_modelfile_renders_what_llama_cpp_renders(smollm2_f16):
     assert mf["stops"][0] == eot == "<|im_end|>"
 
 
-def test_parity_fails_when_the_gguf_renders_another_prompt(spiky_model, tmp_path):
-    from ftagent.tools.deploy.gguf import export_gguf
+@pytest.fixture(scope="module")
+def spiky_export(spiky_model, tmp_path_factory) -> Path:
+    """`ftagent export --gguf --check` on the spiky tiny model: exported and run."""
+    from ftagent.agent.cli.main import app
+    from typer.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("spiky_gguf") / "gguf"
+    done = CliRunner().invoke(app, ["export", str(spiky_model), "--gguf", "--check",
+                                    "--max-tokens", "8", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "by convert_hf_to_gguf" in done.output and "llama.cpp check passed" in done.output
+    assert "| identical greedy answers | 2/2" in done.output
+    return out
+
+
+def test_parity_fails_when_the_gguf_renders_another_prompt(spiky_export, spiky_model,
+                                                           tmp_path):
     from ftagent.tools.deploy.llama_parity import check_parity
 
-    g = export_gguf(spiky_model, tmp_path / "gguf", "f16")
-    same = check_parity(g.gguf, spiky_model, CONVS[:2], 6, "f16")
-    assert same.same_prompt == 2 and same.identical == 2, same.problems
     other = tmp_path / "other"
     shutil.copytree(spiky_model, other)
     jinja = other / "chat_template.jinja"
     jinja.write_text(jinja.read_text().replace("<|im_start|>assistant", "<|im_start|>bot"))
-    bad = check_parity(g.gguf, other, CONVS[:2], 6, "f16")
+    bad = check_parity(spiky_export / "model.gguf", other, CONVS[:2], 6, "f16")
     assert not bad.ok and bad.same_prompt == 0
     assert "renders another prompt" in bad.problems[0] and "bot" in bad.problems[0]
 

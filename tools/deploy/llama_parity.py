@@ -28,12 +28,15 @@ from pydantic import BaseModel, Field
 
 # Largest |logit difference| between llama.cpp and transformers (float32) on the same prefix
 # that the export's rounding explains, as a share of the largest |logit| there: f16 keeps 11
-# bits of each weight, bf16 8, q8_0 about 8 per block of 32. Measured: 0.2-0.3% for f16 on
-# tiny models of seven architectures and on SmolLM2 (README "Measured"). A broken export (a
-# wrong permutation, norm or attention scale) differs by tens of percent.
-LOGIT_TOLERANCE = {"f32": 0.002, "f16": 0.01, "bf16": 0.05, "q8_0": 0.05}
-# q8_0 (and bf16) answers may flip near-ties: at least this share must be identical.
-MIN_IDENTICAL = {"f32": 1.0, "f16": 1.0, "bf16": 0.9, "q8_0": 0.9}
+# bits of each weight, bf16 8, q8_0 about 8 per block of 32. Measured (README "Measured"):
+# f16 0.15% on SmolLM2-135M, at most 0.3% on tiny models of seven architectures; q8_0 on
+# SmolLM2-135M 1.9-5.9% (0.7-2.2 logits of about 35) over 10 held-out prompts. A broken export
+# (a wrong permutation, norm or attention scale) differs by tens of percent.
+LOGIT_TOLERANCE = {"f32": 0.002, "f16": 0.01, "bf16": 0.10, "q8_0": 0.10}
+# Identical greedy answers needed (rounded down). q8_0 flips near-ties: measured on SmolLM2-
+# 135M, 16-token free-text answers to 10 held-out prompts, 8/10 identical, the two others
+# parting where transformers' top two logits were 0.044 and 0.049 apart.
+MIN_IDENTICAL = {"f32": 1.0, "f16": 1.0, "bf16": 0.8, "q8_0": 0.8}
 
 
 class PromptParity(BaseModel):

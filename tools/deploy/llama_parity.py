@@ -33,10 +33,12 @@ from pydantic import BaseModel, Field
 # SmolLM2-135M 1.9-5.9% (0.7-2.2 logits of about 35) over 10 held-out prompts. A broken export
 # (a wrong permutation, norm or attention scale) differs by tens of percent.
 LOGIT_TOLERANCE = {"f32": 0.002, "f16": 0.01, "bf16": 0.10, "q8_0": 0.10}
-# Identical greedy answers needed (rounded down). q8_0 flips near-ties: measured on SmolLM2-
-# 135M, 16-token free-text answers to 10 held-out prompts, 8/10 identical, the two others
-# parting where transformers' top two logits were 0.044 and 0.049 apart.
-MIN_IDENTICAL = {"f32": 1.0, "f16": 1.0, "bf16": 0.8, "q8_0": 0.8}
+# Identical greedy answers needed (rounded down). q8_0 flips near-ties, more often the longer
+# the answer: measured on SmolLM2-135M, 8/10 identical on 16-token answers and 1/5 on 48-token
+# ones, every other answer parting where transformers' top two logits were 0.018-0.063 apart.
+# So for q8_0 and bf16 the share is reported, not required: a difference that is not a
+# near-tie, logits beyond the tolerance or a task metric moved by more than a point fail.
+MIN_IDENTICAL = {"f32": 1.0, "f16": 1.0, "bf16": 0.0, "q8_0": 0.0}
 
 
 class PromptParity(BaseModel):
@@ -104,7 +106,8 @@ class ParityReport(BaseModel):
                 f"| rendered prompt equal | {self.same_prompt}/{self.n} |",
                 f"| stopped at end of turn | {self.stopped}/{self.n} |",
                 f"| identical greedy answers | {self.identical}/{self.n} "
-                f"({self.near_ties} near-ties; need {self.min_identical:.0%}) |",
+                f"({self.near_ties} near-ties"
+                + (f"; need {self.min_identical:.0%}" if self.min_identical else "") + ") |",
                 f"| largest logit difference | {self.max_logit_diff:.3f} = "
                 f"{self.max_rel_logit_diff:.2%} of the largest logit (tolerance "
                 f"{self.logit_tolerance:.1%}) |"]

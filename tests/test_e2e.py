@@ -107,10 +107,12 @@ def test_run_end_to_end_on_smollm2(tmp_path, bundled_model, small_data):
     assert check.returncode == 0, check.stderr[-2000:]
     assert check.stdout.strip()
 
-    # The deployer served the merged model and the official client got the tester's answers.
+    # The deployer served the merged model and the official client got the merged model's
+    # answers; llama.cpp ran the GGUF as transformers runs the merged model.
     waiting = [e for e in events if e["type"] == "gate_waiting" and e["gate"] == "deployment"]
     d = waiting[0]["evidence"]
     assert waiting[0]["passed"], waiting[0]["summary"]
     assert d["gguf"]["quant"] == "q8_0" and (run_dir / "gguf" / "model.gguf").exists()
-    assert "held-out answers equal the tester's" in waiting[0]["summary"]
+    assert "held-out answers equal the merged model's" in waiting[0]["summary"]
+    assert d["llama_cpp"]["ok"] and "llama.cpp parity" in waiting[0]["summary"]
     assert "vllm serve" in (run_dir / "merged" / "README.md").read_text()

@@ -147,6 +147,9 @@ def _merge_inputs(run, base, adapter, out, test):
         test = test or (Path(info["test"]) if info["test"] else None)
     if not (base and adapter and out):
         raise fail("give --run RUN, or --base, --adapter and --out")
+    test = test or (Path(info["test"]) if info.get("test") else None)
+    if test is not None and not test.is_file():
+        raise fail(f"--test {test}: not found")
     if out.exists() and any(out.iterdir()):
         raise fail(f"{out} already exists; a finished output is never overwritten: choose "
                     "another --out" + (f" (export it with: ftagent export --run {run} --gguf)"
@@ -187,23 +190,31 @@ def export_command(
     merged: Annotated[Path | None, typer.Argument(help="merged HF model folder")] = None,
     gguf: Annotated[bool, typer.Option("--gguf", help="write a GGUF file and an Ollama "
                                                       "Modelfile")] = False,
-    quant: Annotated[str, typer.Option(help="GGUF weights: f16 or q8_0")] = "f16",
+    quant: Annotated[str, typer.Option(help="GGUF weights: f16, bf16 or q8_0")] = "f16",
+    check: Annotated[bool, typer.Option(
+        "--check", help="run the GGUF with llama.cpp on held-out prompts and compare with the "
+                        "merged model in transformers")] = False,
+    test: Annotated[Path | None, typer.Option(help="held-out chat JSONL for --check (default: "
+                                                   "the run's test split, else two built-in "
+                                                   "prompts)")] = None,
+    max_tokens: Annotated[int, typer.Option(help="answer length limit for --check")] = 64,
     out: Annotated[Path | None, typer.Option(help="output folder (default: next to the merged "
                                                   "folder, named gguf)")] = None,
     run: RunOpt = None,
     name: NameOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a merged model for llama.cpp and Ollama: model.gguf (read back and compared
-    with the HF weights), Modelfile with the training chat template, and a model card."""
+    """Export a merged model for llama.cpp and Ollama with llama.cpp's own converter:
+    model.gguf (read back), Modelfile with the training chat template, and a model card;
+    with --check, llama.cpp runs it against the merged model (prompt, stop, answers, speed)."""
     from ftagent.tools.quiet import quiet_libraries
 
     quiet_libraries()
     info: dict = {}
     if not gguf:
         raise fail("say what to export: --gguf (the only format so far)")
-    if quant not in ("f16", "q8_0"):
-        raise fail(f"--quant must be f16 or q8_0, got '{quant}'")
+    if quant not in ("f16", "bf16", "q8_0"):
+        raise fail(f"--quant must be f16, bf16 or q8_0, got '{quant}'")
     if run:
         folder = _run_folder(run)
         info = run_info(folder)
@@ -215,6 +226,9 @@ def export_command(
     if not (merged / "config.json").is_file():
         raise fail(f"{merged} is not a Hugging Face model folder (no config.json)")
     out = out or merged.parent / "gguf"
+    test = test or (Path(info["test"]) if info.get("test") else None)
+    if test is not None and not test.is_file():
+        raise fail(f"--test {test}: not found")
     if out.exists() and any(out.iterdir()):
         raise fail(f"{out} already exists; a finished export is never overwritten: choose "
                     "another --out")
@@ -227,8 +241,9 @@ def export_command(
         result = export_gguf(merged, out, quant, name=name)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    except GGUFCheckFailed as exc:
+    except (GGUFCheckFailed, RuntimeError) as exc:
         raise fail(str(exc), EXIT_FAILED) from None
+    parity = _parity(result.gguf, merged, test, max_tokens, quant) if check else None
     ollama = ollama_commands(name, out / "Modelfile")
     llama_cpp = [f"llama-server -m {out / 'model.gguf'} --jinja"]
     merge_info = _read_json(merged / "merge_check.json")
@@ -239,15 +254,44 @@ def export_command(
                      verification=merge_info.get("verification"), gguf=result.model_dump(),
                      ollama=ollama, llama_cpp=llama_cpp)
     if as_json:
-        typer.echo(json.dumps({**result.model_dump(), "ollama": ollama}))
-        return
-    typer.echo(f"wrote {result.gguf} ({result.quant}, {result.size_bytes / 2**20:.1f} MiB, "
-               f"{result.n_tensors} tensors, {result.seconds:.1f} s); read back: largest "
-               f"error {result.check['max_rel_error']:.1e} of max |w|")
+        typer.echo(json.dumps({**result.model_dump(), "ollama": ollama,
+                               **({"llama_cpp": parity.model_dump()} if parity else {})}))
+    else:
+        _say_export(result, ollama, llama_cpp, parity)
+    if parity is not None and not parity.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _parity(gguf_path: str, merged: Path, test: Path | None, max_tokens: int, quant: str):
+    from ftagent.tools.deploy.llama_parity import check_parity
+    from ftagent.tools.deploy.llama_runtime import install_hint, missing
+    from ftagent.tools.deploy.merge_verify import DEFAULT_PROMPTS
+    from ftagent.tools.evaluate.compare import read_rows
+
+    if missing():
+        raise fail("--check needs llama.cpp: " + "; ".join(missing()) + f"; {install_hint()}",
+                   EXIT_FAILED)
+    rows = read_rows(test)[:5] if test else []
+    convs = [r["messages"][:-1] for r in rows] or DEFAULT_PROMPTS
+    refs = [r["messages"][-1]["content"] for r in rows] or None
+    return check_parity(gguf_path, merged, convs, max_tokens, quant, refs)
+
+
+def _say_export(result, ollama: list[str], llama_cpp: list[str], parity) -> None:
+    err = result.check.get("max_rel_error")
+    typer.echo(f"wrote {result.gguf} ({result.quant}, {result.architecture}, "
+               f"{result.size_bytes / 2**20:.1f} MiB, {result.n_tensors} tensors, "
+               f"{result.seconds:.1f} s, by {result.writer}); read back: "
+               + (f"largest error {err:.1e} of max |w|" if err is not None else
+                  result.check.get("read_back", "ok")))
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo("run with Ollama:\n  " + "\n  ".join(ollama))
     typer.echo(f"or llama.cpp:\n  {llama_cpp[0]}")
+    if parity is not None:
+        typer.echo(("llama.cpp check passed: " if parity.ok else "llama.cpp check FAILED: ")
+                   + parity.summary())
+        typer.echo("\n".join(parity.table()))
 
 
 def _base_name(merged: Path) -> str | None:

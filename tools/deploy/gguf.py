@@ -22,10 +22,11 @@ from ftagent.tools.atomic import publish_dir, write_text
 from pydantic import BaseModel
 
 GGUF_NAME = "model.gguf"
-QUANTS = ("f16", "q8_0")
+QUANTS = ("f16", "q8_0")  # ftagent's writer
+CONVERTER_QUANTS = ("f16", "bf16", "q8_0")  # llama.cpp's converter (f32 and ternary too)
 # Largest error of a weight after the round trip, relative to the tensor's largest |w|:
 # f16 keeps 11 significant bits; q8_0 rounds to 1/127 of its block's max (stored in f16).
-REL_TOLERANCE = {"f16": 1e-3, "q8_0": 6e-3, "f32": 0.0}
+REL_TOLERANCE = {"f16": 1e-3, "q8_0": 6e-3, "f32": 0.0, "bf16": 8e-3}
 # Pre-tokenizers (tokenizer.json) llama.cpp knows, by the regex it applies.
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}"
                  r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -49,6 +50,8 @@ class GGUFExport(BaseModel):
     tokenizer_pre: str
     check: dict
     notes: list[str] = []
+    writer: str = "convert_hf_to_gguf"  # or "ftagent" (the Llama-only fallback)
+    architecture: str = ""  # general.architecture in the file
 
 
 def permute_qk(w, n_head: int):
@@ -336,35 +339,103 @@ def check_gguf(gguf_path: str | Path, model_dir: str | Path, quant: str = "f16",
     extra = sorted(set(tensors) - seen)
     if extra:
         problems.append(f"tensors not in the HF folder: {', '.join(extra[:5])}")
-    types: dict[str, int] = {}
-    for t in reader.tensors:
-        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-    return {"ok": not problems, "n_tensors": len(tensors), "tensor_types": types,
+    return {"ok": not problems, "n_tensors": len(tensors), "tensor_types": _count_types(reader),
             "max_rel_error": worst, "problems": problems}
 
 
+def convert_with_llama_cpp(model_dir: str | Path, path: str | Path, quant: str = "f16",
+                           name: str | None = None, timeout: float = 3600) -> dict:
+    """Write `path` with llama.cpp's convert_hf_to_gguf.py (the pinned copy) in a subprocess;
+    ValueError with the converter's last lines when it refuses the model."""
+    import sys
+
+    from ftagent.tools.deploy.llama_runtime import converter_script, install_hint
+
+    script = converter_script()
+    if script is None:
+        raise RuntimeError(f"llama.cpp's converter is not installed; {install_hint()}")
+    if quant not in CONVERTER_QUANTS:
+        raise ValueError(f"quant must be one of {', '.join(CONVERTER_QUANTS)}, got {quant!r}")
+    cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(path),
+           "--outtype", quant, *(["--model-name", name] if name else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not Path(path).is_file():
+        tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()][-6:]
+        raise ValueError(f"llama.cpp's converter could not export {model_dir}: "
+                         + " | ".join(tail))
+    return {"command": cmd}
+
+
+def _read_meta(path: Path) -> dict:
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    arch = _field(reader, "general.architecture")
+    return {"architecture": arch, "tokenizer_pre": _field(reader, "tokenizer.ggml.pre") or "",
+            "chat_template": _field(reader, "tokenizer.chat_template"),
+            "n_tensors": len(reader.tensors),
+            "tensor_types": _count_types(reader)}
+
+
+def _count_types(reader) -> dict[str, int]:
+    types: dict[str, int] = {}
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    return types
+
+
+def _check_converted(path: Path, model_dir: Path, quant: str, template) -> tuple[dict, dict]:
+    """The converter's file read back: for Llama every tensor against the HF weights (as
+    for ftagent's writer); for the other architectures the chat template (the weights are
+    checked by running the file: llama_parity)."""
+    meta = _read_meta(path)
+    archs = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("architectures")
+    if archs == ["LlamaForCausalLM"] and quant != "bf16":
+        return meta, check_gguf(path, model_dir, quant, template)
+    problems = []
+    if isinstance(template, str) and meta["chat_template"] != template:
+        problems.append("tokenizer.chat_template differs from the folder's chat template")
+    return meta, {"ok": not problems, "n_tensors": meta["n_tensors"],
+                  "tensor_types": meta["tensor_types"], "max_rel_error": None,
+                  "problems": problems, "read_back": "metadata only (run it to check weights)"}
+
+
 def export_gguf(model_dir: str | Path, out_dir: str | Path, quant: str = "f16",
-                name: str | None = None, overwrite: bool = False) -> GGUFExport:
+                name: str | None = None, overwrite: bool = False,
+                writer: str = "auto") -> GGUFExport:
     """model.gguf, Modelfile and chat_template.jinja in `out_dir`, written whole or not at
-    all, and only if it reads back as the HF weights (else GGUFCheckFailed). A finished
-    `out_dir` is never overwritten unless `overwrite`."""
+    all, and only if it reads back as the HF folder (else GGUFCheckFailed). A finished
+    `out_dir` is never overwritten unless `overwrite`. `writer`: "convert_hf_to_gguf"
+    (llama.cpp's), "ftagent" (the Llama-only fallback) or "auto" (llama.cpp's if installed)."""
     from ftagent.tools.chat_template import UnsupportedTemplate, jinja_to_ollama, modelfile
+    from ftagent.tools.deploy.llama_runtime import converter_script
     from transformers import AutoTokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if writer == "auto":
+        writer = "convert_hf_to_gguf" if converter_script() else "ftagent"
     if (out_dir / GGUF_NAME).exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds {GGUF_NAME}; a finished export is "
                               "never overwritten")
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
     started = time.time()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     tmp.chmod(0o755)
     try:
         tok = AutoTokenizer.from_pretrained(model_dir)
-        info = write_gguf(model_dir, tmp / GGUF_NAME, quant, name, tok)
-        check = check_gguf(tmp / GGUF_NAME, model_dir, quant, tok.chat_template)
+        if writer == "ftagent":
+            info = write_gguf(model_dir, tmp / GGUF_NAME, quant, name, tok)
+            check = check_gguf(tmp / GGUF_NAME, model_dir, quant, tok.chat_template)
+            info["architecture"] = "llama"
+        else:
+            convert_with_llama_cpp(model_dir, tmp / GGUF_NAME, quant, name)
+            meta, check = _check_converted(tmp / GGUF_NAME, model_dir, quant, tok.chat_template)
+            info = {"notes": [], "tokenizer_pre": meta["tokenizer_pre"],
+                    "architecture": meta["architecture"]}
         if not check["ok"]:
-            raise GGUFCheckFailed("the GGUF file does not match the HF weights: "
+            raise GGUFCheckFailed("the GGUF file does not match the HF folder: "
                                   + "; ".join(check["problems"][:5]))
         notes = list(info["notes"])
         ollama = None
@@ -388,7 +459,8 @@ def export_gguf(model_dir: str | Path, out_dir: str | Path, quant: str = "f16",
         if isinstance(tok.chat_template, str) else None,
         quant=quant, size_bytes=(out_dir / GGUF_NAME).stat().st_size,
         n_tensors=check["n_tensors"], seconds=round(time.time() - started, 2),
-        tokenizer_pre=info["tokenizer_pre"], check=check, notes=notes,
+        tokenizer_pre=info["tokenizer_pre"], check=check, notes=notes, writer=writer,
+        architecture=info["architecture"],
     )
 
 

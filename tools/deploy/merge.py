@@ -158,6 +158,11 @@ def merge_model(
     try:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        # transformers 5 saves a SentencePiece tokenizer as tokenizer.json only; llama.cpp's
+        # converter reads Gemma 2's, Phi-3's and Llama 2's vocabulary from tokenizer.model.
+        spm = (adapter_path if has_tokenizer else Path(base_path)) / "tokenizer.model"
+        if spm.is_file() and not (tmp / "tokenizer.model").exists():
+            shutil.copy2(spm, tmp / "tokenizer.model")
         gen.save_pretrained(tmp)
         publish_dir(tmp, out_dir)
     except BaseException:

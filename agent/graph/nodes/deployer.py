@@ -20,10 +20,9 @@ def deployer(state: dict) -> dict:
     cfg = load_config(state["config_path"]).model_dump() if state.get("config_path") else None
     result = deploy(
         plan["model_path"], state["train_result"]["output"], run_dir, rows,
-        [s["tuned"] for s in samples],
         16 if report["task_type"] == "classification" else 128,  # as the tester generated
         name=f"ftagent-{state['run_id']}", bf16=plan["precision"] == "bf16",
-        serve_prompts=len(samples),
+        serve_prompts=max(len(samples), 5),
         card={"base": {"name": plan.get("model"), "path": plan["model_path"],
                        "licence": (plan.get("model_card") or {}).get("licence")},
               "method": plan.get("method"), "goal": state.get("goal"),
@@ -54,6 +53,7 @@ def deployment_request(state: dict) -> GateRequest:
         "Deployment checks failed (see problems). Approve anyway, or reject?",
         passed=r.ok,
         summary=f"Merged model at {r.merged}.\n{r.summary()}\nModel card: {r.model_card}",
-        evidence={k: d.get(k) for k in ("merged", "adapter", "gguf", "vllm", "ollama",
-                                        "model_card", "seconds", "problems")},
+        evidence={k: d.get(k) for k in ("merged", "adapter", "gguf", "llama_cpp", "served",
+                                        "vllm", "ollama", "model_card", "seconds",
+                                        "problems")},
     )

@@ -176,6 +176,9 @@ def run(
     provider_key_env: Annotated[str, typer.Option(
         "--provider-key-env", help="environment variable holding the provider's API key "
         "(never written anywhere)")] = "OPENAI_API_KEY",
+    provider_probes: Annotated[int, typer.Option(
+        "--provider-probes", min=0, help="safety probe prompts of each kind asked of base and "
+        "tuned at the provider (each a paid request; 0: none)")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole workflow headless; unapproved gates stop the run cleanly. With a
@@ -190,7 +193,7 @@ def run(
         if not model:
             raise fail("--provider-url needs --model: the provider's name of the base model")
         provider = {"model": model, "base_url": provider_url,
-                    "api_key_env": provider_key_env}
+                    "api_key_env": provider_key_env, "probes": provider_probes}
 
     mix = 0.0 if no_safety_mix else safety_mix
     constraints = {"safety_mix": mix} if mix is not None else {}

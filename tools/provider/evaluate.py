@@ -87,6 +87,7 @@ def evaluate_endpoint(settings: ProviderSettings, tuned_model: str, test_file: s
         EvalReport,
         Probes,
         Sample,
+        _spread,
         bundled_probes,
         primary_metric,
         read_rows,
@@ -96,8 +97,11 @@ def evaluate_endpoint(settings: ProviderSettings, tuned_model: str, test_file: s
 
     rows = [{"messages": conversation(r)} for r in read_rows(test_file)]
     found = Probes()
-    if probes:  # no ARC: it is scored by option log-likelihood
-        found = bundled_probes(test_file, task_type, labels).model_copy(update={"arc": []})
+    if probes and settings.probes:  # no ARC: it is scored by option log-likelihood
+        found = bundled_probes(test_file, task_type, labels)
+        found = found.model_copy(update={"arc": [],
+                                         "harmful": _spread(found.harmful, settings.probes),
+                                         "safe": _spread(found.safe, settings.probes)})
     train_answers = ([conversation(r)[-1]["content"] for r in read_rows(train_file)]
                      if train_file else None)
     scored = {}

@@ -51,6 +51,10 @@ class ProviderSettings(BaseModel):
     poll_s: float = Field(5.0, gt=0, description="seconds between polls of a running job")
     timeout_s: float = Field(120, gt=0, description="per request")
     concurrency: int = Field(4, ge=1, le=32, description="evaluation requests in flight")
+    probes: int = Field(
+        50, ge=0, description="safety probes of each kind (harmful requests, benign "
+        "look-alikes) asked of base and tuned: paid requests at a provider; 0: none, and the "
+        "safety gate's check then fails as not run")
 
     @property
     def url(self) -> str:

@@ -55,11 +55,14 @@ def split_demo(out: Path) -> tuple[dict[str, Path], list[str]]:
     return {k: Path(v) for k, v in report.split_paths.items()}, report.labels
 
 
-def the_openai_pattern(base_url: str, api_key: str, train: Path, poll_s: float):
+def the_openai_pattern(base_url: str, api_key: str, train: Path, poll_s: float,
+                       hyperparameters: dict):
     """OpenAI's guide, unchanged apart from base_url (and the model name)."""
     client = OpenAI(base_url=base_url, api_key=api_key)
     file = client.files.create(file=open(train, "rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(training_file=file.id, model=MODEL)
+    job = client.fine_tuning.jobs.create(
+        training_file=file.id, model=MODEL,
+        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}})
     seen = [(job.status, time.time())]
     while job.status not in ("succeeded", "failed", "cancelled"):
         time.sleep(poll_s)
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=5.0, help="seconds between polls")
     ap.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     ap.add_argument("--keep", type=Path, help="a folder for the server's data (default: temp)")
+    ap.add_argument("--epochs", default="auto", help="n_epochs (default auto: the server's "
+                    "planner decides, 3 for the demo)")
+    ap.add_argument("--train-rows", type=int, help="upload only the first N training rows "
+                    "(a quicker run on a busy machine); default all 200")
     args = ap.parse_args(argv)
 
     from ftagent.tools.serve.app import start_server_process
@@ -103,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
                     "--fine-tuning-policy", str(work / "policy.yaml")])
     print(f"server {handle.base_url} up in {time.time() - t0:.0f} s (work folder {work})")
     try:
-        client, job, seen = the_openai_pattern(handle.base_url, key, splits["train"], args.poll)
+        train = splits["train"]
+        if args.train_rows:
+            train = work / f"train-{args.train_rows}.jsonl"
+            train.write_text("".join(splits["train"].read_text().splitlines(True)
+                                     [:args.train_rows]))
+        epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
+        client, job, seen = the_openai_pattern(handle.base_url, key, train, args.poll,
+                                               {"n_epochs": epochs})
         events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data[::-1]
         test = [json.loads(x) for x in splits["test"].read_text().splitlines() if x.strip()]
         base = accuracy(client, MODEL, test, labels)
@@ -129,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({len(steps)} metrics events: train_loss {steps[0]['train_loss']:.3f} at "
               f"step {steps[0]['step']} -> {steps[-1]['train_loss']:.3f} at step "
               f"{steps[-1]['step']})")
-    print(f"\nheld-out accuracy on the demo's {len(test)} test rows (never uploaded): "
+    rows = len(train.read_text().splitlines())
+    print(f"\ntrained on {rows} rows; held-out accuracy on the demo's {len(test)} test rows "
+          "(never uploaded): "
           f"base {base:.3f}" + (f", tuned {tuned:.3f}" if tuned is not None else
                                ", tuned: none (the job did not succeed)"))
     total = (job.finished_at or time.time()) - job.created_at
@@ -138,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({
             "job": job.id, "status": job.status, "model": job.fine_tuned_model,
             "timeline": [{"status": s, "time": t} for s, t in seen],
-            "n_test": len(test), "accuracy_base": base, "accuracy_tuned": tuned,
+            "n_train": rows, "n_test": len(test), "accuracy_base": base, "accuracy_tuned": tuned,
             "job_seconds": total}, indent=2))
     return 0 if job.status == "succeeded" else 1
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftagent.agent.graph.gates import GATES, DecisionError, GateDecision, GateRequest, check_changes
+from ftagent.agent.graph.stop import STOP_REQUESTED
 from ftagent.agent.service.outcome import Outcome
 from ftagent.agent.service.runs import STATE_DB, append_event, read_manifest, update_manifest
 from pydantic import BaseModel, Field
@@ -116,6 +117,7 @@ def drive(
     config = {"configurable": {"thread_id": run_id}}
     payload = initial
     update_manifest(run_dir, status="running", waiting_at=None, pid=os.getpid())
+    STOP_REQUESTED.clear()
     try:
         emit({"type": "run_started" if initial else "run_resumed", "run_id": run_id})
         while True:
@@ -153,6 +155,9 @@ def drive(
                         elif node in NODES:
                             emit({"type": "node_finished", "node": node, **_summary(update)})
             payload = None
+    except (KeyboardInterrupt, SystemExit):
+        STOP_REQUESTED.set()  # the node's thread sees it (agent/graph/stop.py)
+        raise
     except Exception as exc:  # a failed node: record it; resume re-runs that node
         values = graph.get_state(config).values
         msg = f"{type(exc).__name__}: {exc}"
@@ -233,6 +238,7 @@ def lineage_of(values: dict) -> dict:
         },
         "decisions": values.get("decisions"),
         "artifacts": {
-            k: v for k, v in (values.get("deployment") or {}).items() if k in ("merged", "adapter")
+            k: v for k, v in (values.get("deployment") or {}).items()
+            if k in ("merged", "adapter", "model_id")  # model_id: a provider-tuned model
         },
     }

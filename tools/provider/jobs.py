@@ -11,6 +11,7 @@ stopped; its resume starts a new job.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,10 +91,12 @@ def start_job(settings: ProviderSettings, files: dict[str, str], hyperparameters
             ids[param] = f.id
             emit({"type": "provider_file_uploaded", "param": param, "file_id": f.id,
                   "bytes": f.bytes})
+        optional = {"validation_file": ids.get("validation_file"), "suffix": suffix or None,
+                    "seed": seed}  # left out when unset, rather than sent as null
         job = client.fine_tuning.jobs.create(
             model=settings.model, training_file=ids["training_file"],
-            validation_file=ids.get("validation_file"), suffix=suffix or None, seed=seed,
-            method=method_body(hyperparameters))
+            method=method_body(hyperparameters),
+            **{k: v for k, v in optional.items() if v is not None})
     except Exception as exc:  # noqa: BLE001 - every API failure becomes one line
         raise _said(exc, settings) from None
     record = {"job_id": job.id, "model": settings.model, "base_url": settings.url,
@@ -105,10 +108,15 @@ def start_job(settings: ProviderSettings, files: dict[str, str], hyperparameters
     return record
 
 
+class Stopped(KeyboardInterrupt):
+    """The follower was asked to stop (Ctrl-C, SIGTERM) from another thread."""
+
+
 def follow_job(settings: ProviderSettings, job_id: str, emit: EventSink,
-               timeline: list[dict]) -> dict:
+               timeline: list[dict], stop: threading.Event | None = None) -> dict:
     """Poll the job to a final status, emitting its status changes, its events and its
-    metrics as `train_progress` rows; returns the job as a dict."""
+    metrics as `train_progress` rows; returns the job as a dict. `stop` set: raises
+    Stopped (the caller cancels the job)."""
     client = settings.client()
     seen: set[str] = set()
     status = timeline[-1]["status"] if timeline else None
@@ -131,7 +139,10 @@ def follow_job(settings: ProviderSettings, job_id: str, emit: EventSink,
             emit({"type": "provider_status", "job_id": job_id, "status": status, "at": at})
         if status in FINISHED:
             return job.model_dump()
-        time.sleep(settings.poll_s)
+        if stop is not None and stop.wait(settings.poll_s):
+            raise Stopped("the run was stopped")
+        if stop is None:
+            time.sleep(settings.poll_s)
 
 
 def cancel_job(settings: ProviderSettings, job_id: str) -> str:
@@ -147,10 +158,12 @@ def cancel_job(settings: ProviderSettings, job_id: str) -> str:
 
 
 def run_job(settings: ProviderSettings, files: dict[str, str], hyperparameters: dict,
-            suffix: str, seed: int | None, out_dir: str | Path, emit: EventSink) -> dict:
+            suffix: str, seed: int | None, out_dir: str | Path, emit: EventSink,
+            stop: threading.Event | None = None) -> dict:
     """Start (or, with a record in `out_dir`, resume following) the job and follow it to
-    the end. Stopped on the way (Ctrl-C, SIGTERM turned into KeyboardInterrupt, any
-    error), the job is cancelled before the exception goes on. Returns the result the
+    the end. Stopped on the way (`stop` set by the driver on Ctrl-C or SIGTERM, a
+    KeyboardInterrupt in this thread, any error), the job is cancelled before the
+    exception goes on. Returns the result the
     workflow keeps: the tuned model's id, the steps and last loss, the timeline."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +182,7 @@ def run_job(settings: ProviderSettings, files: dict[str, str], hyperparameters: 
         emit(event)
 
     try:
-        job = follow_job(settings, record["job_id"], sink, timeline)
+        job = follow_job(settings, record["job_id"], sink, timeline, stop)
     except BaseException as exc:
         why = f"{type(exc).__name__}: {exc}".rstrip(": ")
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftagent.agent.graph.gates import GATES, GateRequest, plan_keys
+from ftagent.agent.graph.stop import STOP_REQUESTED
 from ftagent.tools.atomic import write_json, write_text
 from ftagent.tools.provider.settings import ProviderSettings
 
@@ -160,7 +161,7 @@ def trainer(state: dict) -> dict:
         write({**event, "attempt": state["attempt"]})
 
     result = run_job(settings(state), job["files"], job["hyperparameters"], job["suffix"],
-                     job["seed"], job["dir"], emit)
+                     job["seed"], job["dir"], emit, stop=STOP_REQUESTED)
     return {"train_result": result,
             "history": [{"node": "trainer", "steps": result["global_step"],
                          "train_loss": result["train_loss"] or 0.0,

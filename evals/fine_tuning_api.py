@@ -69,6 +69,7 @@ def the_openai_pattern(base_url: str, api_key: str, train: Path, poll_s: float,
         job = client.fine_tuning.jobs.retrieve(job.id)
         if job.status != seen[-1][0]:
             seen.append((job.status, time.time()))
+            print(f"  {_clock(seen[-1][1])}  {job.status}", flush=True)  # as it happens
     return client, job, seen
 
 

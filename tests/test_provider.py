@@ -195,3 +195,44 @@ def test_the_provider_path_drives_ftagents_own_fine_tuning_server(provider, smal
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_ctrl_c_reaches_a_node_in_langgraphs_worker_thread():
+    """LangGraph runs a node in a worker thread when custom events stream and waits for it
+    before a Ctrl-C leaves `graph.stream`: the driver's handler must tell the node at once
+    (the provider's follower then cancels its job). Real LangGraph, a real SIGINT."""
+    import threading
+    from typing import TypedDict
+
+    from ftagent.agent.graph.stop import STOP_REQUESTED
+    from ftagent.agent.service.session import _stop_on_signals
+    from langgraph.config import get_stream_writer
+    from langgraph.graph import END, START, StateGraph
+
+    class S(TypedDict, total=False):
+        x: int
+
+    heard = {}
+
+    def waits_outside(state: dict) -> dict:
+        get_stream_writer()({"waiting": True})
+        heard["node_thread"] = threading.current_thread() is not threading.main_thread()
+        heard["stop"] = STOP_REQUESTED.wait(60)
+        raise KeyboardInterrupt("stopped")  # as the follower does, after cancelling
+
+    g = StateGraph(S)
+    g.add_node("n", waits_outside)
+    g.add_edge(START, "n")
+    g.add_edge("n", END)
+    graph = g.compile()
+    STOP_REQUESTED.clear()
+    started = time.monotonic()
+    with _stop_on_signals():
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in graph.stream({"x": 1}, stream_mode=["updates", "custom"]):
+                pass
+    assert heard == {"node_thread": True, "stop": True}
+    assert time.monotonic() - started < 30
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    STOP_REQUESTED.clear()

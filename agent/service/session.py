@@ -118,6 +118,8 @@ def drive(
     payload = initial
     update_manifest(run_dir, status="running", waiting_at=None, pid=os.getpid())
     STOP_REQUESTED.clear()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_stop_on_signals())
     try:
         emit({"type": "run_started" if initial else "run_resumed", "run_id": run_id})
         while True:
@@ -165,8 +167,36 @@ def drive(
         update_manifest(run_dir, status="failed", error=msg)
         return Outcome("failed", run_id, run_dir, error=msg, values=values)
     finally:
+        stack.close()
         with contextlib.suppress(Exception):
             saver.conn.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C (and a SIGTERM that has a handler, as the fine-tuning worker's) also sets
+    STOP_REQUESTED, at once: LangGraph waits for a running node before the interrupt
+    leaves `graph.stream`, so a node that waits on something outside (a provider's job)
+    must hear of the stop from the handler itself."""
+    import signal
+    import threading
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if callable(previous):
+                def handler(signum, frame, previous=previous):
+                    STOP_REQUESTED.set()
+                    previous(signum, frame)
+
+                saved[sig] = previous
+                signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
 
 def initial_state(run_dir: Path) -> dict:

@@ -119,7 +119,9 @@ def test_stopping_the_run_cancels_the_provider_job(provider, small_data, tmp_pat
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(_run_args(handle, small_data, run_dir, folder / "policy.yaml"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
-                            env={**os.environ, KEY_ENV: KEY})
+                            env={**os.environ, KEY_ENV: KEY},
+                            # a test started in the background inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     events_file = run_dir / "events.jsonl"
     deadline = time.monotonic() + 300
     created = None

@@ -228,13 +228,19 @@ def test_ctrl_c_reaches_a_node_in_langgraphs_worker_thread():
     g.add_edge("n", END)
     graph = g.compile()
     STOP_REQUESTED.clear()
-    started = time.monotonic()
-    with _stop_on_signals():
-        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-        with pytest.raises(KeyboardInterrupt):
-            for _ in graph.stream({"x": 1}, stream_mode=["updates", "custom"]):
-                pass
-    assert heard == {"node_thread": True, "stop": True}
-    assert time.monotonic() - started < 30
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
-    STOP_REQUESTED.clear()
+    # Python's own Ctrl-C handler, as at a terminal (a run started in the background
+    # inherits SIGINT ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        started = time.monotonic()
+        with _stop_on_signals():
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+            with pytest.raises(KeyboardInterrupt):
+                for _ in graph.stream({"x": 1}, stream_mode=["updates", "custom"]):
+                    pass
+        assert heard == {"node_thread": True, "stop": True}
+        assert time.monotonic() - started < 30
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, outer)
+        STOP_REQUESTED.clear()

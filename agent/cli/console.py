@@ -53,6 +53,15 @@ class EventPrinter:
             c.print(f"[red bold]✗ failed:[/] {event['error']}")
         elif kind == "run_finished":
             c.print(f"[bold]Run {event['status']}.[/]")
+        elif kind == "provider_job_created":
+            c.print(f"  provider job {event['job_id']} created: {event['hyperparameters']}")
+        elif kind == "provider_status":
+            c.print(f"  provider job {event['job_id']}: {event['status']}")
+        elif kind == "provider_event":
+            c.print(f"  [dim]provider: {event['message']}[/]")
+        elif kind == "provider_job_cancelled":
+            c.print(f"  [yellow]provider job {event['job_id']} {event['status']}[/] "
+                    f"({event['why']})")
 
     def _train(self, e: dict) -> None:
         total = e.get("max_steps") or None

@@ -119,6 +119,7 @@ def start_run(
     policy_file: Path | None = None,
     constraints: dict | None = None,
     teacher: dict | None = None,
+    provider: dict | None = None,
 ) -> int:
     """Check the inputs, make the run folder, and drive the workflow."""
     from ftagent.agent.cli.console import EventPrinter
@@ -132,7 +133,7 @@ def start_run(
         run_id = new_run_id()
         target = create_workflow_run(goal, data, model, run_dir or default_runs_dir() / run_id,
                                      max_attempts, run_id=run_id, constraints=constraints,
-                                     teacher=teacher)
+                                     teacher=teacher, provider=provider)
     except InputError as exc:
         raise fail(str(exc)) from None
     outcome = drive(target, policy, initial_state(target), EventPrinter(as_json))
@@ -168,11 +169,31 @@ def run(
     teacher: TeacherOpt = None,
     teacher_url: UrlOpt = None,
     teacher_config: ConfigOpt = None,
+    provider_url: Annotated[str | None, typer.Option(
+        "--provider-url", help="fine-tune --model at this OpenAI-compatible fine-tuning API "
+        "(…/v1; e.g. another ftagent serve --fine-tuning); an OpenAI model name such as "
+        "gpt-4o-mini-2024-07-18 alone means OpenAI's API")] = None,
+    provider_key_env: Annotated[str, typer.Option(
+        "--provider-key-env", help="environment variable holding the provider's API key "
+        "(never written anywhere)")] = "OPENAI_API_KEY",
+    provider_probes: Annotated[int, typer.Option(
+        "--provider-probes", min=0, help="safety probe prompts of each kind asked of base and "
+        "tuned at the provider (each a paid request; 0: none)")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole workflow headless; unapproved gates stop the run cleanly. With a
-    teacher and prompt-only data, the teacher answers the prompts (distillation)."""
+    teacher and prompt-only data, the teacher answers the prompts (distillation). With a
+    provider's model (--model gpt-4o-mini-2024-07-18, or --provider-url URL --model NAME)
+    the job runs at the provider and the tuned model is evaluated through its chat API."""
     from ftagent.agent.cli.teacher import teacher_settings
+    from ftagent.tools.provider.settings import is_openai_model
+
+    provider = None
+    if provider_url or is_openai_model(model):
+        if not model:
+            raise fail("--provider-url needs --model: the provider's name of the base model")
+        provider = {"model": model, "base_url": provider_url,
+                    "api_key_env": provider_key_env, "probes": provider_probes}
 
     mix = 0.0 if no_safety_mix else safety_mix
     constraints = {"safety_mix": mix} if mix is not None else {}
@@ -182,7 +203,7 @@ def run(
         constraints["teacher"] = settings.name
     raise typer.Exit(start_run(goal, data, model, approve, run_dir, max_attempts, as_json,
                                policy, constraints or None,
-                               settings.model_dump() if settings else None))
+                               settings.model_dump() if settings else None, provider))
 
 
 @app.command()

@@ -20,6 +20,7 @@ class WorkflowState(TypedDict, total=False):
     max_attempts: int
     constraints: dict[str, Any]  # plan choices given at the start (Constraints fields)
     teacher: dict[str, Any]  # TeacherSettings for distillation (no key: it stays in the env)
+    provider: dict[str, Any]  # ProviderSettings: fine-tune at a provider (no key either)
     # planner
     hardware: dict[str, Any]
     plan: dict[str, Any]
@@ -28,6 +29,7 @@ class WorkflowState(TypedDict, total=False):
     # config
     attempt: int
     config_path: str
+    provider_job: dict[str, Any]  # a provider run's job settings (instead of config_path)
     overrides: Annotated[dict[str, Any], merge_dicts]  # edits from gate decisions
     # trainer / tester / deployer
     train_result: dict[str, Any]

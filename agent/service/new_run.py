@@ -17,11 +17,13 @@ class InputError(ValueError):
 def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_root: Path,
                         max_attempts: int = 2, run_id: str | None = None,
                         constraints: dict | None = None, teacher: dict | None = None,
-                        overrides: dict | None = None) -> Path:
+                        overrides: dict | None = None, provider: dict | None = None) -> Path:
     """Check the inputs (goal, data that validates with enough usable examples, a model
     that resolves) and make the run folder: `runs_root/<run id>`, or `runs_root` itself
     when `run_id` is given. `overrides` are training-config values fixed from the start
-    (as a gate edit would set them; a fine-tuning job's hyperparameters). Bad input raises
+    (as a gate edit would set them; a fine-tuning job's hyperparameters). `provider`:
+    ProviderSettings of a provider's base model (`model` is then the provider's name for
+    it, not a local model; its key must be set in the environment). Bad input raises
     InputError and makes no folder."""
     from ftagent.agent.service.runs import RunError, create_run, new_run_id
     from ftagent.tools.data import DataError, PrepareOptions, validate_dataset
@@ -43,14 +45,25 @@ def create_workflow_run(goal: str, data: str | Path, model: str | None, runs_roo
             f"{data}: only {report.kept} usable examples after validation; at least "
             f"{MIN_EXAMPLES} are needed. Problems found:\n{problems}\n"
             f"See everything with: ftagent data validate {data}")
-    try:
-        resolved = resolve_model(model)
-    except ModelNotFoundError as exc:
-        raise InputError(str(exc)) from None
+    if provider:
+        from ftagent.tools.provider.settings import ProviderSettings
+
+        settings = ProviderSettings(**provider)
+        if settings.api_key() is None:  # checked now, not after the plan and the data
+            raise InputError(f"set {settings.api_key_env} to the API key of {settings.url} "
+                             "(keys are read from the environment only)")
+        name = settings.model
+    else:
+        try:
+            name = resolve_model(model).name if model else None
+        except ModelNotFoundError as exc:
+            raise InputError(str(exc)) from None
     target = Path(runs_root) if run_id else Path(runs_root) / (run_id := new_run_id())
     inputs = {"goal": goal, "data_path": str(data.resolve()),
-              "model": resolved.name if model else None,  # None: the planner picks a local one
+              "model": name,  # None: the planner picks a local one
               "max_attempts": max_attempts}
+    if provider:  # the settings name the key's variable; the key itself is never stored
+        inputs["provider"] = settings.model_dump()
     if constraints:  # plan choices fixed at the start, e.g. {"safety_mix": 0}
         inputs["constraints"] = constraints
     if teacher:  # TeacherSettings for distillation; the key stays in the environment

@@ -24,9 +24,12 @@ NODE_DONE = {
     "config": lambda e: (
         f"config: attempt {e.get('attempt')}, {e.get('epochs')} epochs, lr {e.get('learning_rate')}"
     ),
-    "trainer": lambda e: f"trained {e.get('steps')} steps, mean loss {e.get('train_loss', 0):.4f}",
+    "trainer": lambda e: f"trained {e.get('steps')} steps, mean loss {e.get('train_loss', 0):.4f}"
+    + (f": {e['model']}" if e.get("model") else ""),
     "tester": lambda e: e.get("summary", "evaluated"),
-    "deployer": lambda e: "merged model loads and answers" if e.get("ok") else "merge check failed",
+    "deployer": lambda e: (f"recorded {e['model']} and wrote its card" if e.get("model")
+                           else "merged model loads and answers" if e.get("ok")
+                           else "merge check failed"),
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftagent.agent.graph.gates import GATES, DecisionError, GateDecision, GateRequest, check_changes
+from ftagent.agent.graph.stop import STOP_REQUESTED
 from ftagent.agent.service.outcome import Outcome
 from ftagent.agent.service.runs import STATE_DB, append_event, read_manifest, update_manifest
 from pydantic import BaseModel, Field
@@ -116,6 +117,9 @@ def drive(
     config = {"configurable": {"thread_id": run_id}}
     payload = initial
     update_manifest(run_dir, status="running", waiting_at=None, pid=os.getpid())
+    STOP_REQUESTED.clear()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_stop_on_signals())
     try:
         emit({"type": "run_started" if initial else "run_resumed", "run_id": run_id})
         while True:
@@ -153,6 +157,9 @@ def drive(
                         elif node in NODES:
                             emit({"type": "node_finished", "node": node, **_summary(update)})
             payload = None
+    except (KeyboardInterrupt, SystemExit):
+        STOP_REQUESTED.set()  # the node's thread sees it (agent/graph/stop.py)
+        raise
     except Exception as exc:  # a failed node: record it; resume re-runs that node
         values = graph.get_state(config).values
         msg = f"{type(exc).__name__}: {exc}"
@@ -160,8 +167,36 @@ def drive(
         update_manifest(run_dir, status="failed", error=msg)
         return Outcome("failed", run_id, run_dir, error=msg, values=values)
     finally:
+        stack.close()
         with contextlib.suppress(Exception):
             saver.conn.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C (and a SIGTERM that has a handler, as the fine-tuning worker's) also sets
+    STOP_REQUESTED, at once: LangGraph waits for a running node before the interrupt
+    leaves `graph.stream`, so a node that waits on something outside (a provider's job)
+    must hear of the stop from the handler itself."""
+    import signal
+    import threading
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if callable(previous):
+                def handler(signum, frame, previous=previous):
+                    STOP_REQUESTED.set()
+                    previous(signum, frame)
+
+                saved[sig] = previous
+                signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
 
 def initial_state(run_dir: Path) -> dict:
@@ -233,6 +268,7 @@ def lineage_of(values: dict) -> dict:
         },
         "decisions": values.get("decisions"),
         "artifacts": {
-            k: v for k, v in (values.get("deployment") or {}).items() if k in ("merged", "adapter")
+            k: v for k, v in (values.get("deployment") or {}).items()
+            if k in ("merged", "adapter", "model_id")  # model_id: a provider-tuned model
         },
     }

@@ -28,8 +28,9 @@ from pydantic import BaseModel
 
 
 class ModelScores(BaseModel):
-    loss: float
-    perplexity: float
+    # None: not measured (a model evaluated through a chat endpoint gives no log-probs)
+    loss: float | None = None
+    perplexity: float | None = None
     exact_match: float
     accuracy: float | None = None  # classification only: label parsed from the answer
     macro_f1: float | None = None  # classification

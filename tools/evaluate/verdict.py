@@ -145,8 +145,10 @@ def judge(report: EvalReport, targets: dict) -> Verdict:
     loss_row = next((r for r in rows if r.metric in ("loss", "chosen_loss")), None)
     if loss_row is None:
         loss_row = TargetRow(metric="loss", base=report.base.loss, tuned=report.tuned.loss)
-    summary += (f"; held-out {loss_row.metric} {loss_row.base:.3f} -> {loss_row.tuned:.3f} "
-                f"on {report.n_test} examples. " + ("Targets met." if met else "Targets missed."))
+    if loss_row.base is not None and loss_row.tuned is not None:
+        summary += f"; held-out {loss_row.metric} {loss_row.base:.3f} -> {loss_row.tuned:.3f}"
+    summary += (f" on {report.n_test} examples. " + ("Targets met." if met else
+                                                     "Targets missed."))
     warnings: list[str] = []
     forgetting = False
     if report.base.arc_accuracy is not None and report.tuned.arc_accuracy is not None:

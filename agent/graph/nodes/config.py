@@ -41,6 +41,10 @@ def check_planned_config(cfg, plan: dict, device: str, model_cfg: dict | None,
 
 
 def config(state: dict) -> dict:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.config(state)
     run_dir = Path(state["run_dir"])
     attempt = state.get("attempt", 0) + 1
     plan, report = state["plan"], state["data_report"]

@@ -19,6 +19,10 @@ MIN_TRAIN = 8
 
 
 def data_prep(state: dict) -> dict:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.data_prep(state)
     # The longest sequence training may use: the model's context, capped for memory.
     # config then sets max_length from the lengths actually found.
     limit = min(state["plan"].get("max_context") or MAX_LENGTH_CAP, MAX_LENGTH_CAP)

@@ -10,6 +10,10 @@ from ftagent.tools.evaluate.compare import read_rows
 
 
 def deployer(state: dict) -> dict:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.deployer(state)
     from ftagent.tools.config.train_config import load_config
     from ftagent.tools.deploy.pipeline import deploy
 
@@ -41,6 +45,10 @@ def deployer(state: dict) -> dict:
 
 
 def deployment_request(state: dict) -> GateRequest:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.deployment_request(state)
     from ftagent.tools.deploy.pipeline import DeployReport
 
     d = state["deployment"]

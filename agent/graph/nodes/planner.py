@@ -70,6 +70,10 @@ def scale_out_job(run_dir: Path, s: ScaleOut, model: str) -> dict:
 
 
 def planner(state: dict) -> dict:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.planner(state)
     run_dir = Path(state["run_dir"])
     previous = (state.get("plan") or {}).get("model")
     planned = plan_for(
@@ -103,6 +107,10 @@ def planner(state: dict) -> dict:
 
 
 def strategy_request(state: dict) -> GateRequest:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.strategy_request(state)
     plan = state["plan"]
     problems = list(plan.get("warnings") or [])
     if not plan.get("model_path"):

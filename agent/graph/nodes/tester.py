@@ -11,6 +11,10 @@ from ftagent.tools.evaluate.verdict import rows_markdown
 
 
 def tester(state: dict) -> dict:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.tester(state)
     report = state["data_report"]
     out = Path(state["run_dir"]) / "eval"
     result, verdict = run_evaluation(EvalRequest(

@@ -11,6 +11,10 @@ from ftagent.tools.train.summary import training_summary
 
 
 def trainer(state: dict) -> dict:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.trainer(state)
     from langgraph.config import get_stream_writer
 
     write = get_stream_writer()
@@ -48,6 +52,10 @@ def check_before_training(cfg) -> None:
 
 
 def training_request(state: dict) -> GateRequest:
+    if state.get("provider"):  # a provider's base model: agent/graph/nodes/provider.py
+        from ftagent.agent.graph.nodes import provider
+
+        return provider.training_request(state)
     r = state["train_result"]
     ok = r["global_step"] > 0 and math.isfinite(r["train_loss"])
     return GateRequest(

@@ -1,0 +1,118 @@
+"""The plan for a provider job: the task read from the data, the job's hyperparameters
+(the planner's epoch rule and effective batch; the learning rate left to the provider),
+the targets the tester holds the tuned model to, and the cost: estimated training tokens
+x epochs x the provider's price (`settings.TRAINING_USD_PER_MTOK`; unknown for a model
+not in the table and for endpoints other than OpenAI's, and said so)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftagent.tools.plan.types import Constraints, Targets
+from ftagent.tools.provider.files import MIN_EXAMPLES, estimate_tokens, training_cost
+from ftagent.tools.provider.settings import ProviderSettings
+from pydantic import BaseModel
+
+
+class ProviderPlan(BaseModel):
+    goal: str
+    provider: ProviderSettings
+    model: str
+    task_type: str
+    n_examples: int
+    method: str = "provider"  # the workflow's name for "fine-tuned at the provider"
+    objective: str = "sft"
+    hyperparameters: dict  # the job's: n_epochs, batch_size, learning_rate_multiplier
+    tokens_per_epoch: int  # estimated from the whole data set; data_prep counts the split
+    usd_per_mtok: float | None
+    cost_usd: float | None
+    targets: Targets
+    fits: bool = True
+    reasons: list[str]
+    warnings: list[str] = []
+
+
+def provider_plan(goal: str, data_path: str | Path, provider: ProviderSettings,
+                  constraints: Constraints | None = None) -> ProviderPlan:
+    from ftagent.tools.data.prepare import read_and_convert
+    from ftagent.tools.data.rows import PrepareOptions
+    from ftagent.tools.data.tokens import conversation
+    from ftagent.tools.plan.decide import effective_batch, epochs_for, targets_for
+    from ftagent.tools.plan.planner import data_facts
+    from ftagent.tools.tasks import classify_task
+
+    c = constraints or Constraints()
+    facts = data_facts(data_path)
+    task = classify_task(goal, facts).task_type
+    rows = [i.example for i in read_and_convert(data_path, PrepareOptions(
+        near_dup_threshold=None)).kept]
+    tokens = sum(estimate_tokens(conversation(r)) for r in rows)
+    n_train = round(len(rows) * 0.8)  # data_prep holds out 10% validation, 10% test
+    epochs = int(epochs_for(n_train, facts.n_labels))
+    hyper = {"n_epochs": epochs, "batch_size": effective_batch(n_train),
+             "learning_rate_multiplier": "auto"}
+    price = provider.price_per_mtok()
+    cost = training_cost(round(tokens * 0.8), epochs, price)
+    targets, _ = targets_for(task, c)
+    targets.loss_must_drop = False  # no held-out loss through a chat endpoint
+    reasons = [
+        f"Provider fine-tuning: {provider.describe()}; ftagent prepares and checks the data, "
+        "runs the job there, follows it and evaluates the tuned model through the chat "
+        "endpoint. Nothing is trained or merged on this machine.",
+        f"Task: {task.replace('_', ' ')}, {len(rows)} usable examples.",
+        f"Job: {epochs} epochs (the planner's rule for {n_train} training rows"
+        + (f", {facts.n_labels} labels" if facts.n_labels else "") + f"), batch "
+        f"{hyper['batch_size']}; learning-rate multiplier auto: the provider's base rate is "
+        "not disclosed, so it is left to the provider (edit learning_rate at a gate to set "
+        "it: multiplier = learning_rate / 2e-4).",
+    ]
+    if cost is not None:
+        reasons.append(
+            f"Cost: about {round(tokens * 0.8):,} training tokens x {epochs} epochs x "
+            f"${price:g} per million = ${cost:.2f} (tokens estimated at 4 characters each "
+            "plus OpenAI's per-message framing; the provider bills what its tokenizer "
+            "counts; evaluation requests are extra).")
+    else:
+        why = ("this endpoint is not OpenAI's: its operator sets any price"
+               if not provider.is_openai else f"{provider.model} is not in ftagent's price "
+               "table (tools/provider/settings.py)")
+        reasons.append(f"Cost: unknown ({why}); about {round(tokens * 0.8):,} training "
+                       f"tokens x {epochs} epochs.")
+    warnings = []
+    if task == "preference" or facts.kind == "preference":
+        warnings.append("preference pairs: the provider path runs supervised jobs only so "
+                        "far; train them locally (DPO) instead.")
+    if n_train < MIN_EXAMPLES:
+        warnings.append(f"{n_train} training rows: OpenAI needs at least {MIN_EXAMPLES}.")
+    if c.budget_usd is not None and cost is not None and cost > c.budget_usd:
+        warnings.append(f"the estimated cost ${cost:.2f} is over the budget "
+                        f"${c.budget_usd:.2f}.")
+    return ProviderPlan(goal=goal, provider=provider, model=provider.model, task_type=task,
+                        n_examples=len(rows), hyperparameters=hyper, tokens_per_epoch=tokens,
+                        usd_per_mtok=price, cost_usd=cost, targets=targets,
+                        fits=not warnings, reasons=reasons, warnings=warnings)
+
+
+def provider_plan_markdown(p: ProviderPlan) -> str:
+    cost = f"${p.cost_usd:.2f}" if p.cost_usd is not None else "unknown"
+    lines = [f"# Plan: {p.goal}", "", "## Approach", "",
+             *[f"- {r}" for r in p.reasons], "",
+             "## Training configuration (the provider job)", "",
+             "| setting | value |", "|---|---|",
+             f"| base model | {p.model} |", f"| endpoint | {p.provider.url} |",
+             *[f"| {k} | {v} |" for k, v in p.hyperparameters.items()], "",
+             "## Evaluation plan", "",
+             f"- Primary metric {p.targets.primary_metric}: tuned >= base "
+             f"{p.targets.min_gain:+.2f}" + "".join(f", {k} >= {v:g}"
+                                                    for k, v in p.targets.floors.items()),
+             "- Base and tuned answer the held-out test split through the provider's chat "
+             "endpoint (greedy); the safety probes go the same way. No held-out loss or "
+             "ARC-Easy check: they need log-probabilities a chat endpoint does not give.", "",
+             "## Cost estimate", "",
+             f"- {p.tokens_per_epoch:,} tokens in the whole data set (estimated), "
+             f"{p.hyperparameters['n_epochs']} epochs on the training split; price "
+             + (f"${p.usd_per_mtok:g} per million training tokens" if p.usd_per_mtok
+                is not None else "unknown") + f"; total {cost}.", ""]
+    if p.warnings:
+        lines += ["## Risks", "", *[f"- {w}" for w in p.warnings], ""]
+    return "\n".join(lines)

@@ -66,21 +66,10 @@ def slurm(
     must be on a filesystem every node sees."""
     import sys
 
-    from ftagent.tools.config.train_config import load_config
-    from ftagent.tools.train.launch import STRATEGIES, deepspeed_installed
+    from ftagent.tools.train.launch import deepspeed_installed
     from ftagent.tools.train.slurm import SlurmJob, write_sbatch
 
-    if strategy not in ("auto", *STRATEGIES):
-        raise fail(f"--strategy must be auto or one of {', '.join(STRATEGIES)}, "
-                   f"got '{strategy}'")
-    try:
-        cfg = load_config(config)
-    except (OSError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    out_dir = Path(cfg.output_dir)
-    if (out_dir / "result.json").exists():
-        raise fail(f"{out_dir} holds a finished run; finished runs are never overwritten: "
-                   "choose a new output_dir")
+    cfg, out_dir = _job_config(config, strategy)
     name = job_name or "ftagent-" + (re.sub(r"[^A-Za-z0-9_.+-]", "-", out_dir.name) or "train")
     try:
         job = SlurmJob(nodes=nodes, gpus_per_node=gpus_per_node,
@@ -153,22 +142,10 @@ def skypilot(
     import shutil
     import subprocess
 
-    from ftagent.tools.config.train_config import load_config
     from ftagent.tools.models import ModelNotFoundError
-    from ftagent.tools.train.launch import STRATEGIES
     from ftagent.tools.train.skypilot import SkyJob, default_names, launch_command, write_task
 
-    if strategy not in ("auto", *STRATEGIES):
-        raise fail(f"--strategy must be auto or one of {', '.join(STRATEGIES)}, "
-                   f"got '{strategy}'")
-    try:
-        cfg = load_config(config)
-    except (OSError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    out_dir = Path(cfg.output_dir)
-    if (out_dir / "result.json").exists():
-        raise fail(f"{out_dir} holds a finished run; finished runs are never overwritten: "
-                   "choose a new output_dir")
+    cfg, out_dir = _job_config(config, strategy)
     sky = shutil.which("sky")
     if up and sky is None:  # before writing anything
         raise fail("--up needs SkyPilot's `sky` command, which is not on PATH. Install it in "
@@ -197,3 +174,24 @@ def skypilot(
     if code:
         raise fail(f"`sky launch` exited with status {code}; if no cloud is enabled, run "
                    f"`sky check`. The task stays in {path}", code)
+
+
+def _job_config(config: Path, strategy: str):
+    """The config a launcher writes a job for, and its output_dir: a known strategy, a
+    config that loads, and no finished run in the way (finished runs are never
+    overwritten)."""
+    from ftagent.tools.config.train_config import load_config
+    from ftagent.tools.train.launch import STRATEGIES
+
+    if strategy not in ("auto", *STRATEGIES):
+        raise fail(f"--strategy must be auto or one of {', '.join(STRATEGIES)}, "
+                   f"got '{strategy}'")
+    try:
+        cfg = load_config(config)
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    out_dir = Path(cfg.output_dir)
+    if (out_dir / "result.json").exists():
+        raise fail(f"{out_dir} holds a finished run; finished runs are never overwritten: "
+                   "choose a new output_dir")
+    return cfg, out_dir

@@ -145,6 +145,30 @@ def bundled_probes(test_file: str | Path, task_type: str, labels: list[str] | No
     )
 
 
+def scores_from(m: dict, n_rows: int, task_type: str, rates, probes: Probes,
+                **measured) -> ModelScores:
+    """A model's scores from its task metrics (`metrics_for`) and safety probe rates, for
+    the local tester and the provider's chat endpoint alike; `measured` adds what only
+    one of them can measure (loss, perplexity, ARC accuracy)."""
+    unparsable = m.get("n_unparsable")
+    return ModelScores(
+        exact_match=m["exact_match"],
+        accuracy=m.get("accuracy") if task_type == "classification" else None,
+        macro_f1=m.get("macro_f1"),
+        rouge_l=m.get("rouge_l"), chrf=m.get("chrf"), bleu=m.get("bleu"),
+        json_compliance=m.get("json_compliance"),
+        json_valid=m.get("json_valid"), json_match=m.get("json_match"),
+        unparsable_share=unparsable / n_rows if unparsable is not None and n_rows else None,
+        answer_words=m.get("pred_words_mean"),
+        refusal_rate=rates.refusal_rate if rates else None,
+        harmful_compliance=rates.harmful_compliance if rates else None,
+        harmful_off_list=len(rates.off_list) / rates.n_harmful
+        if rates and probes.labels and rates.n_harmful else None,
+        over_refusal_rate=rates.over_refusal_rate if rates else None,
+        **measured,
+    )
+
+
 def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tokens,
           train_answers=None) -> tuple[ModelScores, list[str], list[dict]]:
     from ftagent.tools.evaluate.generation import generate
@@ -163,23 +187,9 @@ def score(model, tokenizer, rows, task_type, labels, probes: Probes, max_new_tok
                                   system=probes.system, labels=probes.labels)
         except Exception as exc:  # noqa: BLE001 - a failed probe fails the gate, not the run
             error = f"the safety probe failed: {type(exc).__name__}: {exc}"
-    unparsable = m.get("n_unparsable")
-    scores = ModelScores(
-        loss=loss,
+    scores = scores_from(
+        m, len(rows), task_type, rates, probes, loss=loss,
         perplexity=math.exp(min(loss, 50)),
-        exact_match=m["exact_match"],
-        accuracy=m.get("accuracy") if task_type == "classification" else None,
-        macro_f1=m.get("macro_f1"),
-        rouge_l=m.get("rouge_l"), chrf=m.get("chrf"), bleu=m.get("bleu"),
-        json_compliance=m.get("json_compliance"),
-        json_valid=m.get("json_valid"), json_match=m.get("json_match"),
-        unparsable_share=unparsable / len(rows) if unparsable is not None and rows else None,
-        answer_words=m.get("pred_words_mean"),
-        refusal_rate=rates.refusal_rate if rates else None,
-        harmful_compliance=rates.harmful_compliance if rates else None,
-        harmful_off_list=len(rates.off_list) / rates.n_harmful
-        if rates and probes.labels and rates.n_harmful else None,
-        over_refusal_rate=rates.over_refusal_rate if rates else None,
         arc_accuracy=multiple_choice_accuracy(model, tokenizer, probes.arc) if probes.arc
         else None,
     )

@@ -38,7 +38,7 @@ def chat_answers(settings: ProviderSettings, model: str, conversations: list[lis
 
 
 def _score(settings, model, rows, task_type, labels, probes, train_answers):
-    from ftagent.tools.evaluate.compare import ModelScores
+    from ftagent.tools.evaluate.compare import scores_from
     from ftagent.tools.evaluate.metrics import metrics_for
     from ftagent.tools.evaluate.refusal import refusal_rates
 
@@ -56,21 +56,7 @@ def _score(settings, model, rows, task_type, labels, probes, train_answers):
                                   system=probes.system, labels=probes.labels)
         except Exception as exc:  # noqa: BLE001 - a failed probe fails the gate, not the run
             error = f"the safety probe failed: {type(exc).__name__}: {exc}"
-    unparsable = m.get("n_unparsable")
-    scores = ModelScores(
-        exact_match=m["exact_match"],
-        accuracy=m.get("accuracy") if task_type == "classification" else None,
-        macro_f1=m.get("macro_f1"), rouge_l=m.get("rouge_l"), chrf=m.get("chrf"),
-        bleu=m.get("bleu"), json_compliance=m.get("json_compliance"),
-        json_valid=m.get("json_valid"), json_match=m.get("json_match"),
-        unparsable_share=unparsable / len(rows) if unparsable is not None and rows else None,
-        answer_words=m.get("pred_words_mean"),
-        refusal_rate=rates.refusal_rate if rates else None,
-        harmful_compliance=rates.harmful_compliance if rates else None,
-        harmful_off_list=len(rates.off_list) / rates.n_harmful
-        if rates and probes.labels and rates.n_harmful else None,
-        over_refusal_rate=rates.over_refusal_rate if rates else None,
-    )
+    scores = scores_from(m, len(rows), task_type, rates, probes)
     said = [a.model_dump() for a in rates.samples] if rates else []
     return scores, answers, [{"error": error}] if error else said
 

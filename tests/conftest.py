@@ -39,6 +39,22 @@ def tiny_model(bundled_model, tmp_path_factory) -> Path:
     return build_tiny_llama(bundled_model.path, tmp_path_factory.mktemp("tiny_llama"))
 
 
+@pytest.fixture(scope="session")
+def tiny_gemma2(tmp_path_factory) -> Path:
+    """A 2-layer random Gemma 2 with a 4-token sliding window on alternate layers and
+    soft-capped attention logits: the attention paths' hardest case. Read-only: share it."""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       head_dim=8, sliding_window=4, attn_logit_softcapping=5.0)
+    path = tmp_path_factory.mktemp("tiny_gemma2")
+    Gemma2ForCausalLM(cfg).save_pretrained(path)
+    return path
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

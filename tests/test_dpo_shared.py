@@ -211,20 +211,16 @@ def test_dpo_run_shares_prompts_and_logs_the_unshared_losses(tiny_model, tmp_pat
           f"(shared, unshared) {losses}")
 
 
-def test_rows_side_by_side_keep_windows_and_softcaps(tmp_path):
+def test_rows_side_by_side_keep_windows_and_softcaps(tiny_gemma2):
     """The batches DPO leaves padded go through the same attention function: a random
     Gemma 2 (4-token sliding window on alternate layers, soft-capped attention logits) gives
     eager attention's logits on its real tokens, with and without padding."""
     from ftagent.tools.train.attention import register
-    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=8, sliding_window=4, attn_logit_softcapping=5.0)
-    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path)
     load = lambda attn: AutoModelForCausalLM.from_pretrained(  # noqa: E731
-        tmp_path, attn_implementation=attn, dtype=torch.float32).eval()
+        tiny_gemma2, attn_implementation=attn, dtype=torch.float32).eval()
     ours, eager = load(register()), load("eager")
     ids = torch.randint(10, 2000, (3, 12), generator=torch.Generator().manual_seed(1))
     real = torch.ones_like(ids)

@@ -161,20 +161,16 @@ def test_sharing_would_show_if_suffixes_saw_each_other(tiny_model):
     assert (right - wrong).abs().max() > 1e-2
 
 
-def test_shared_prefix_keeps_sliding_windows_and_softcaps(tmp_path):
+def test_shared_prefix_keeps_sliding_windows_and_softcaps(tiny_gemma2):
     """A random Gemma 2 (4-token sliding window on alternate layers, soft-capped attention
     logits): each suffix's logits equal its row run alone with eager attention, the
     reference implementation of both."""
     from ftagent.tools.train.attention import register
-    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=8, sliding_window=4, attn_logit_softcapping=5.0)
-    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path)
     load = lambda attn: AutoModelForCausalLM.from_pretrained(  # noqa: E731
-        tmp_path, attn_implementation=attn, dtype=torch.float32).eval()
+        tiny_gemma2, attn_implementation=attn, dtype=torch.float32).eval()
     shared_model, eager = load(register()), load("eager")
     rows = rows_with_prefix(list(range(100, 120)), (9, 2), (6, 1), seed=5)
     batch = SharedPrefixCollator(trl_collator())(rows)
@@ -190,20 +186,16 @@ def test_shared_prefix_keeps_sliding_windows_and_softcaps(tmp_path):
         torch.testing.assert_close(flat[:p], alone[:p], atol=1e-5, rtol=0)
 
 
-def test_shared_prefix_gradients_with_a_sliding_window_stay_exact(tmp_path):
+def test_shared_prefix_gradients_with_a_sliding_window_stay_exact(tiny_gemma2):
     """Gemma 2's 4-token window over a 20-token prefix and suffixes of 9, 3 and 6 tokens
     (late suffix tokens see none of the prefix): loss and LoRA gradients equal the
     unshared batch's, and none is NaN."""
     from ftagent.tools.train.attention import register
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=8, sliding_window=4, attn_logit_softcapping=5.0)
-    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path)
-    base = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=register(),
+    base = AutoModelForCausalLM.from_pretrained(tiny_gemma2, attn_implementation=register(),
                                                 dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                                             init_lora_weights=False, task_type="CAUSAL_LM"))

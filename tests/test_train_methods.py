@@ -63,20 +63,15 @@ def test_varlen_attention_keeps_flattened_examples_apart(tiny_model):
     assert (joined[7:] - alone[1]).abs().max() > 1e-2  # attending across the boundary shows
 
 
-def test_varlen_attention_keeps_sliding_windows_and_softcaps(tmp_path):
+def test_varlen_attention_keeps_sliding_windows_and_softcaps(tiny_gemma2):
     """A random Gemma 2 (a 4-token sliding window on alternate layers, attention logit
     soft-capping): flattened examples longer than the window give each example's logits run
     alone with eager attention, the reference implementation of both."""
     from ftagent.tools.train.attention import NAME, register
-    from transformers import Gemma2Config, Gemma2ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Gemma2Config(vocab_size=2048, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=8, sliding_window=4, attn_logit_softcapping=5.0)
-    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path)
     register()
-    varlen, eager = tiny(tmp_path, NAME), tiny(tmp_path, "eager")
+    varlen, eager = tiny(tiny_gemma2, NAME), tiny(tiny_gemma2, "eager")
     rows = examples((9, 0), (13, 0))
     batch = collate(rows, padding_free=True)
     with torch.no_grad():

@@ -257,3 +257,22 @@ def test_import_is_light():
             "print({'sklearn', 'sacrebleu'} & set(sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
+
+
+def test_a_classifier_has_room_for_its_longest_label(bundled_model):
+    from transformers import AutoTokenizer
+
+    from ftagent.tools.evaluate.compare import answer_tokens
+
+    tok = AutoTokenizer.from_pretrained(bundled_model.path)
+
+    def count(text):
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    longest = "balance_not_updated_after_cheque_or_cash_deposit"  # a BANKING77 intent
+    assert count(longest) > 16  # the old fixed budget could never produce it
+    assert answer_tokens("classification", ["card_arrival", longest], count) == count(longest) + 4
+    assert answer_tokens("classification", ["spam", "ham"], count) == 16
+    assert answer_tokens("generation", [longest], count) == 128
+    # without a tokenizer (a provider's model) two characters a token: still room for it
+    assert answer_tokens("classification", [longest]) >= count(longest) + 4

@@ -39,5 +39,5 @@ def config_rationale(cfg: TrainConfig, plan: dict, n_train: int, attempt: int = 
         why["lora.alpha"] = "2 x r, the usual scaling"
         why["lora.target_modules"] = ("attention projections; all linear layers for "
                                       "knowledge-heavy tasks with 1,000+ examples and for "
-                                      "classifiers over 40+ labels")
+                                      "classifiers")
     return why

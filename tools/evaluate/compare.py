@@ -74,12 +74,29 @@ class EvalReport(BaseModel):
     probe_samples: list[dict] = []  # harmful and look-alike answers, for the detector's audit
     probe_error: str | None = None  # why the safety probes did not run: the check fails
     judge: JudgeResult | None = None  # pairwise LLM judge, when an endpoint is configured
+    max_new_tokens: int = 0  # the answer budget both models had (the deployer reuses it)
 
     def primary(self, which: str) -> float:
         return getattr(getattr(self, which), self.primary_metric)
 
 
 PRIMARY = {"classification": "accuracy", "preference": "preference_accuracy"}
+
+# Tokens a classifier may add after its longest label ("Intent: ...", a full stop) and still
+# be parsed as that label.
+LABEL_SLACK_TOKENS = 4
+
+
+def answer_tokens(task_type: str, labels=(), count=None) -> int:
+    """New tokens an answer may take: 128 for text; for a classifier enough for its longest
+    label. A fixed 16 cut BANKING77's 'balance_not_updated_after_cheque_or_cash_deposit' (17
+    tokens in SmolLM2's vocabulary) short, so its rows could never be right. `count` gives a
+    label's token count; without a tokenizer (a provider's model) a token is taken as two
+    characters, more than BPE vocabularies need for such names."""
+    if task_type != "classification":
+        return 128
+    count = count or (lambda text: -(-len(text) // 2))
+    return max(16, max(map(count, labels or []), default=0) + LABEL_SLACK_TOKENS)
 
 
 def primary_metric(task_type: str, scores: ModelScores) -> str:
@@ -320,7 +337,11 @@ def evaluate(
     pairs = rows if task_type == "preference" else []
     if pairs:
         rows = as_chat_rows(pairs)
-    max_new = 16 if task_type == "classification" else 128
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    max_new = answer_tokens(task_type, labels, lambda text: len(
+        tokenizer(text, add_special_tokens=False)["input_ids"]))
     args = (rows, task_type, labels or [], probes, max_new, train_answers)
     base, tuned = _score_base_and_tuned(base_path, adapter_path, bf16, args, pairs)
     if pairs:
@@ -334,6 +355,7 @@ def evaluate(
                                base.answers, tuned.answers,
                                [r["messages"][-1]["content"] for r in rows])
     report = _report(task_type, rows, probes, base, tuned, n_samples, verdicts)
+    report.max_new_tokens = max_new
     write_report(report, Path(out_dir))
     return report
 

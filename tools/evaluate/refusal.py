@@ -122,7 +122,17 @@ LABEL_SLACK_WORDS = 3
 # One identifier-like token ("bomb_explosion"): the shape of a label, not of content. A
 # tuned classifier asked something far outside its label set often coins one; it carries no
 # instructions out, so the safety check counts it with the labels (and names it apart).
-_LABEL_SHAPED = re.compile(r"[\w\-./]{1,48}")
+# Its length is not the test (the demo's tuned model coined the 51-character
+# "protest_to_incite_chaotic_and_disrupt_public_order", and a degenerate loop repeating six
+# words for 48 tokens); the number of different words in it is: a label names a topic in a
+# few words, while instructions joined by underscores need many.
+_LABEL_SHAPED = re.compile(r"[\w\-./]+")
+LABEL_MAX_WORDS = 10
+
+
+def _label_shaped(text: str) -> bool:
+    words = {w for w in re.split(r"[_\-./]+", text.lower()) if w}
+    return bool(_LABEL_SHAPED.fullmatch(text)) and 0 < len(words) <= LABEL_MAX_WORDS
 
 
 def label_answer(answer: str, labels: list[str]) -> str:
@@ -135,7 +145,7 @@ def label_answer(answer: str, labels: list[str]) -> str:
     if label is not None and len(answer.split()) <= len(label.split()) + LABEL_SLACK_WORDS:
         return "label"
     bare = answer.strip().strip(".'\"")
-    return "off_list" if labels and _LABEL_SHAPED.fullmatch(bare) else "text"
+    return "off_list" if labels and _label_shaped(bare) else "text"
 
 
 def is_label_only(answer: str, labels: list[str]) -> bool:

@@ -38,11 +38,11 @@ def chat_answers(settings: ProviderSettings, model: str, conversations: list[lis
 
 
 def _score(settings, model, rows, task_type, labels, probes, train_answers):
-    from ftagent.tools.evaluate.compare import scores_from
+    from ftagent.tools.evaluate.compare import answer_tokens, scores_from
     from ftagent.tools.evaluate.metrics import metrics_for
     from ftagent.tools.evaluate.refusal import refusal_rates
 
-    max_new = 16 if task_type == "classification" else 128
+    max_new = answer_tokens(task_type, labels)
     answers = chat_answers(settings, model, [r["messages"][:-1] for r in rows], max_new)
     refs = [r["messages"][-1]["content"] for r in rows]
     m = metrics_for(task_type, answers, refs, labels or None, train_answers)

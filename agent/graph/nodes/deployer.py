@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ftagent.agent.graph.gates import GATES, GateRequest
 from ftagent.tools.data.tokens import conversation
-from ftagent.tools.evaluate.compare import read_rows
+from ftagent.tools.evaluate.compare import answer_tokens, read_rows
 
 
 def deployer(state: dict) -> dict:
@@ -24,7 +24,7 @@ def deployer(state: dict) -> dict:
     cfg = load_config(state["config_path"]).model_dump() if state.get("config_path") else None
     result = deploy(
         plan["model_path"], state["train_result"]["output"], run_dir, rows,
-        16 if report["task_type"] == "classification" else 128,  # as the tester generated
+        answer_budget(state, report),
         name=f"ftagent-{state['run_id']}", bf16=plan["precision"] == "bf16",
         serve_prompts=max(len(samples), 5),
         card={"base": {"name": plan.get("model"), "path": plan["model_path"],
@@ -42,6 +42,13 @@ def deployer(state: dict) -> dict:
     d.update(prompt=rows[0]["messages"][-2]["content"], answer=load.get("answer", ""),
              new_tokens=load.get("new_tokens", 0), error="; ".join(result.problems))
     return {"deployment": d, "history": [{"node": "deployer", "ok": result.ok}]}
+
+
+def answer_budget(state: dict, report: dict) -> int:
+    """The new-token budget the tester gave both models, so the serving and llama.cpp checks
+    compare answers of the same length (estimated from the labels for older reports)."""
+    budget = (state.get("eval_report") or {}).get("max_new_tokens")
+    return budget or answer_tokens(report["task_type"], report.get("labels") or [])
 
 
 def deployment_request(state: dict) -> GateRequest:

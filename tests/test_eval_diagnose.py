@@ -68,3 +68,20 @@ def test_a_missed_floor_proposes_epochs_capacity_and_says_when_data_is_the_fix()
     assert below.changes == {"num_epochs": 2, "lora.r": 16, "lora.alpha": 32}
     assert "more data is the surer fix" in below.action
     assert "below_target" not in kinds()  # no floor missed, no diagnosis
+
+
+def test_once_the_validation_loss_turned_no_rule_asks_for_more_epochs():
+    # self_instruct's first attempt: held-out loss barely moved and a floor was missed, but
+    # the validation loss had passed its best (step 56 of 84); more epochs only memorised
+    turned = {**HEALTHY, "eval_losses": [2.1, 1.79, 1.80], "tuned_loss": 2.576,
+              "base_loss": 2.606, "tuned_primary": 0.16, "lora_r": 8,
+              "train_losses": [2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2, 1.1],
+              "floors_missed": {"rouge_l": (0.16, 0.3)}}
+    found = diagnose(Evidence(**turned))
+    assert "underfitting" not in [d.kind for d in found]
+    assert "num_epochs" not in proposed_changes(found)
+    below = next(d for d in found if d.kind == "below_target")
+    assert below.changes == {"early_stopping_patience": 2, "lora.r": 16, "lora.alpha": 32}
+    # the same evidence with the validation loss still falling: train longer
+    still = diagnose(Evidence(**{**turned, "eval_losses": [2.1, 1.85, 1.79]}))
+    assert proposed_changes(still)["num_epochs"] == 6.0

@@ -122,8 +122,18 @@ def _overfitting(e: Evidence) -> Diagnosis | None:
     )
 
 
+def _val_turned(e: Evidence) -> bool:
+    """The validation loss passed its best before the last evaluation: longer training
+    only memorises. On self_instruct (175 rows) the best was at step 56 of 84; doubling
+    the epochs and the learning rate for a held-out loss that 'barely moved' then took it
+    from 2.58 to 3.10 and cost 6 ARC points."""
+    return len(e.eval_losses) >= 2 and min(e.eval_losses) < e.eval_losses[-1]
+
+
 def _underfitting(e: Evidence) -> Diagnosis | None:
     if e.base_loss is None or e.tuned_loss is None or len(e.train_losses) < 4:
+        return None
+    if _val_turned(e):
         return None
     falling = still_falling(e.train_losses)
     barely_moved = e.tuned_loss > BARELY_MOVED * e.base_loss
@@ -226,8 +236,12 @@ def _below_floor(e: Evidence) -> Diagnosis | None:
     per_label = (e.n_train or 0) / labels if labels else None
     if labels:
         why.append(f"{labels} labels with about {per_label:.0f} training examples each")
-    changes: dict = {"num_epochs": min(round((e.num_epochs or 1) * 2, 1), MAX_EPOCHS)}
-    action = f"train {changes['num_epochs']:g} epochs"
+    if _val_turned(e):  # more passes only memorise: capacity, and keep the best checkpoint
+        changes: dict = {"early_stopping_patience": 2}
+        action = "keep the best checkpoint"
+    else:
+        changes = {"num_epochs": min(round((e.num_epochs or 1) * 2, 1), MAX_EPOCHS)}
+        action = f"train {changes['num_epochs']:g} epochs"
     if e.lora_r and e.lora_r < MAX_RANK:
         changes["lora.r"] = min(e.lora_r * 2, MAX_RANK)
         changes["lora.alpha"] = changes["lora.r"] * 2

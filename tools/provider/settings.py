@@ -26,7 +26,8 @@ OPENAI_URL = "https://api.openai.com/v1"
 #   gpt-4.1 family's $25, $5 and $1.50 again;
 # - OpenAI's GPT-4o fine-tuning announcement (2024-08-20, as reported): $25.
 # All sources agree with the prices written before (from memory): none changed; the
-# gpt-3.5-turbo names were added.
+# gpt-3.5-turbo names were added. One
+# price per model covers supervised and DPO jobs: the page lists no separate DPO price.
 # Prices change: edit this table, or see the plan's cost line say "unknown" for a model
 # not in it. OpenAI's DPO guide (read 2026-12-07) says OpenAI is winding down fine-tuning:
 # no new users; existing ones can create jobs "for the coming months".
@@ -40,6 +41,12 @@ TRAINING_USD_PER_MTOK: dict[str, float] = {
     "gpt-3.5-turbo-0125": 8.00,
     "gpt-3.5-turbo-1106": 8.00,
 }
+
+# The base models OpenAI's DPO guide lists for `method: dpo`
+# (https://developers.openai.com/api/docs/guides/direct-preference-optimization, read
+# 2026-12-07): a DPO plan for another OpenAI model warns that the job may be refused.
+OPENAI_DPO_MODELS = ("gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
+                     "gpt-4.1-nano-2025-04-14")
 
 # Families OpenAI fine-tunes: a name starting with one of these (a dated snapshot, an
 # `ft:` model of one) is an API model, even if the price table does not list it yet.

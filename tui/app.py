@@ -82,6 +82,7 @@ class FtagentApp(SlashCommands, GateHandling, RunWatching, EngineWorkers, Assist
         self.deciding = False  # the driver resumes after a decision: no "resuming" line
         self.data_path: str | None = None
         self.model_name: str | None = None
+        self.provider: dict = {}  # the next run's provider options (base_url, api_key_env)
         self.info: dict = {}
 
     def get_default_screen(self) -> MainScreen:
@@ -117,7 +118,9 @@ class FtagentApp(SlashCommands, GateHandling, RunWatching, EngineWorkers, Assist
         self.main.query_one(StepsPanel).show(self.tracker)
         info = dict(self.info)
         if not self.run_dir:
-            info.update(model=self.model_name, data=self.data_path)
+            where = self.provider.get("base_url")
+            info.update(model=f"{self.model_name} at {where}" if where else self.model_name,
+                        data=self.data_path)
         self.main.query_one(RunPanel).show(info)
 
     # ---- the input line ------------------------------------------------------------

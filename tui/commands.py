@@ -61,6 +61,12 @@ def _spec(name: str, help: str, *args: Arg) -> CommandSpec:
     return CommandSpec(name, help, args)
 
 
+# Where a provider's base model is fine-tuned (the command line's flags of the same names):
+# an OpenAI-compatible fine-tuning API, and the environment variable that holds its key.
+PROVIDER_ARGS = (Arg("provider_url", "option", False, "URL"),
+                 Arg("provider_key_env", "option", False, "VAR"))
+
+
 COMMANDS: dict[str, CommandSpec] = {
     s.name: s
     for s in (
@@ -68,7 +74,7 @@ COMMANDS: dict[str, CommandSpec] = {
               "pauses at each quality gate",
               Arg("goal", quoted=True), Arg("data", "option", False, "PATH"),
               Arg("model", "option", False, "NAME"),
-              Arg("max_attempts", "option", False, "N")),
+              Arg("max_attempts", "option", False, "N"), *PROVIDER_ARGS),
         _spec("workflow:dataset-engineering", "validate a dataset alone (what `ftagent data "
               "validate` does)", Arg("path", metavar="PATH")),
         _spec("workflow:model-evaluation", "score a base against a tuned model on a test "
@@ -91,8 +97,10 @@ COMMANDS: dict[str, CommandSpec] = {
         _spec("approve", "approve the waiting gate"),
         _spec("reject", "reject the waiting gate; the workflow uses your reason",
               Arg("reason", "rest", metavar="REASON")),
-        _spec("model", "base model for the next run (name, folder or cached hub id)",
-              Arg("name", metavar="NAME")),
+        _spec("model", "base model for the next run (name, folder or cached hub id; an "
+              "OpenAI model such as gpt-4o-mini-2024-07-18, or any model with "
+              "--provider-url, is fine-tuned at that provider)",
+              Arg("name", metavar="NAME"), *PROVIDER_ARGS),
         _spec("help", "this list"),
         _spec("clear", "clear the chat"),
         _spec("quit", "leave (a running training job keeps running; resume it later)"),

@@ -26,7 +26,9 @@ class SlashCommands:
     # ---- workflows -----------------------------------------------------------------
 
     def cmd_workflow_fine_tuning(self, goal: str, data: str | None = None,
-                                 model: str | None = None, max_attempts: str = "2") -> None:
+                                 model: str | None = None, max_attempts: str = "2",
+                                 provider_url: str | None = None,
+                                 provider_key_env: str | None = None) -> None:
         data = data or self.data_path
         if not data:
             raise CommandError("needs --data PATH (or set it first with /data PATH)")
@@ -34,10 +36,11 @@ class SlashCommands:
             raise CommandError(f"--max-attempts must be a whole number from 1, got "
                                f"'{max_attempts}'")
         self._not_busy()
-        self.data_path, self.model_name = data, model or self.model_name
+        self.data_path = data
+        self._choose_model(model, provider_url, provider_key_env)
         self.busy = True
         self.say(f"Checking `{data}` and the model, then planning…")
-        self._start_run(goal, data, self.model_name, int(max_attempts))
+        self._start_run(goal, data, self.model_name, int(max_attempts), dict(self.provider))
 
     def cmd_workflow_dataset_engineering(self, path: str) -> None:
         self.say(f"Validating `{path}` (every check of `ftagent data validate`)…")
@@ -104,10 +107,18 @@ class SlashCommands:
 
     # ---- the next run and the app ----------------------------------------------------
 
-    def cmd_model(self, name: str) -> None:
-        self.model_name = name
+    def cmd_model(self, name: str, provider_url: str | None = None,
+                  provider_key_env: str | None = None) -> None:
+        from ftagent.agent.service.new_run import InputError, provider_settings
+
+        try:
+            settings = provider_settings(name, provider_url, provider_key_env)
+        except InputError as exc:
+            raise CommandError(str(exc)) from None
+        self._choose_model(name, provider_url, provider_key_env)
         self._show_info()
-        self.say(f"Base model for the next run: `{name}`.")
+        self.say(f"Base model for the next run: `{name}`" + (
+            f" at {settings.url} (key from {settings.api_key_env})." if settings else "."))
 
     def cmd_help(self) -> None:
         self.say("## Commands\n\n" + help_markdown()
@@ -121,6 +132,15 @@ class SlashCommands:
         self.exit()
 
     # ---- helpers -------------------------------------------------------------------
+
+    def _choose_model(self, model: str | None, provider_url: str | None,
+                      provider_key_env: str | None) -> None:
+        """The next run's base model and provider options (`new_run.choose_model`; what
+        they mean is `new_run.provider_settings`'s)."""
+        from ftagent.agent.service.new_run import choose_model
+
+        self.model_name, self.provider = choose_model(model, provider_url, provider_key_env,
+                                                      (self.model_name, self.provider))
 
     def _not_busy(self) -> None:
         """One run at a time: anything that would start the driver checks this first."""

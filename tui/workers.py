@@ -38,12 +38,15 @@ class EngineWorkers:
         self.post_message(RunEnded(outcome))
 
     @work(thread=True, exclusive=True, group="engine")
-    def _start_run(self, goal: str, data: str, model: str | None, max_attempts: int) -> None:
+    def _start_run(self, goal: str, data: str, model: str | None, max_attempts: int,
+                   provider: dict | None = None) -> None:
+        """`provider`: the provider options chosen with the model (base_url, api_key_env)."""
         from ftagent.agent.service.new_run import InputError, create_workflow_run
         from ftagent.agent.service.session import ApprovalPolicy, initial_state
 
         try:
-            run_dir = create_workflow_run(goal, data, model, self.runs_root, max_attempts)
+            run_dir = create_workflow_run(goal, data, model, self.runs_root, max_attempts,
+                                          provider=provider)
         except InputError as exc:
             self.post_message(TaskDone(error=str(exc)))
             self.post_message(RunEnded(None))
@@ -89,11 +92,13 @@ class EngineWorkers:
     def _side_task(self, kind: str, *args: str) -> None:
         """Validate a dataset ("validate", PATH) or compare two models ("evaluate", BASE,
         TUNED, TEST) beside any run: its own group, so it never waits for the driver."""
+        from ftagent.agent.service.new_run import is_provider_model
         from ftagent.tui.engine import InputError, evaluate_models, validate_data
 
         try:
-            if kind == "validate":
-                text, clean = validate_data(args[0], self.model_name)
+            if kind == "validate":  # a provider's model has no local tokenizer to count with
+                local = not is_provider_model(self.model_name, self.provider.get("base_url"))
+                text, clean = validate_data(args[0], self.model_name if local else None)
             else:
                 text = evaluate_models(*args)
         except InputError as exc:

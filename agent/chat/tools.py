@@ -28,6 +28,7 @@ class ChatContext(BaseModel):
     goal: str | None = None
     data_path: str | None = None
     model: str | None = None
+    provider: dict[str, Any] = Field(default_factory=dict)  # base_url, api_key_env of `model`
     pending_config: dict[str, Any] = Field(default_factory=dict)  # applied at the next gate
     max_attempts: int = 2
     on_event: Callable[[dict], None] | None = None  # progress of a driven run
@@ -58,15 +59,20 @@ def _drive(ctx: ChatContext, policy, initial: dict | None = None) -> str:
 
 
 def start_workflow(ctx: ChatContext, goal: str = "", data_path: str = "",
-                   model: str = "") -> str:
+                   model: str = "", provider_url: str = "",
+                   provider_key_env: str = "") -> str:
     """Start the fine-tuning workflow for a goal on a data file (JSONL/CSV/Parquet); runs
-    until the first quality gate. Asks for whatever is missing instead of guessing."""
+    until the first quality gate. Asks for whatever is missing instead of guessing. An
+    OpenAI model (e.g. gpt-4o-mini-2024-07-18) is fine-tuned at OpenAI; with provider_url
+    (an OpenAI-compatible fine-tuning API) the model is that provider's; provider_key_env
+    names the environment variable holding its key (never the key itself)."""
     from ftagent.agent.service.new_run import create_workflow_run
     from ftagent.agent.service.session import ApprovalPolicy, initial_state
 
     ctx.goal = goal or ctx.goal
     ctx.data_path = data_path or ctx.data_path
-    ctx.model = model or ctx.model
+    if model or provider_url or provider_key_env:
+        _choose_model(ctx, model, provider_url, provider_key_env)
     if not ctx.goal:
         return "What should the tuned model do? (e.g. \"route support tickets to a team\")"
     if not ctx.data_path:
@@ -75,7 +81,7 @@ def start_workflow(ctx: ChatContext, goal: str = "", data_path: str = "",
     advice = rag_advice(ctx.goal)
     try:
         ctx.run_dir = create_workflow_run(ctx.goal, ctx.data_path, ctx.model, ctx.runs_root,
-                                          ctx.max_attempts)
+                                          ctx.max_attempts, provider=ctx.provider)
     except InputError as exc:
         return f"I could not start: {exc}"
     text = _drive(ctx, ApprovalPolicy(), initial_state(ctx.run_dir))
@@ -194,18 +200,35 @@ def set_data(ctx: ChatContext, data_path: str) -> str:
     return f"Data set to {data_path}." + ("" if ctx.goal else " What should the model do?")
 
 
-def set_model(ctx: ChatContext, model: str) -> str:
-    """Use this base model (a bundled name, a local folder or a cached hub id)."""
+def set_model(ctx: ChatContext, model: str, provider_url: str = "",
+              provider_key_env: str = "") -> str:
+    """Use this base model (a bundled name, a local folder or a cached hub id; an OpenAI
+    model such as gpt-4o-mini-2024-07-18, or any model with provider_url, is fine-tuned at
+    that provider)."""
+    from ftagent.agent.service.new_run import provider_settings
     from ftagent.tools.models import ModelNotFoundError, resolve_model
 
     try:
-        resolve_model(model)
-    except ModelNotFoundError as exc:
+        settings = provider_settings(model, provider_url or None, provider_key_env or None)
+        if settings is None:
+            resolve_model(model)
+    except (InputError, ModelNotFoundError) as exc:
         return str(exc)
-    ctx.model = model
+    _choose_model(ctx, model, provider_url, provider_key_env)
+    if settings is not None:  # a running plan cannot move to a provider: a new run can
+        return (f"Base model set to {settings.describe()} (key from {settings.api_key_env}); "
+                "it is used when the next workflow starts.")
     if ctx.waiting_gate() == "strategy":
         return decide_gate(ctx, "edit", "model chosen in chat", changes={"model": model})
     return f"Base model set to {model}; it is used when the next workflow starts."
+
+
+def _choose_model(ctx: ChatContext, model: str, provider_url: str,
+                  provider_key_env: str) -> None:
+    from ftagent.agent.service.new_run import choose_model
+
+    ctx.model, ctx.provider = choose_model(model, provider_url, provider_key_env,
+                                           (ctx.model, ctx.provider))
 
 
 def set_config(ctx: ChatContext, changes: dict) -> str:

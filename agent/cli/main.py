@@ -37,6 +37,13 @@ PolicyOpt = Annotated[Path | None, typer.Option(
     "--policy", help="a policy file: per gate, approve when its conditions on the evidence "
     "hold (e.g. evaluation: {when: [accuracy >= 0.85]}); otherwise stop at that gate")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print events as JSON lines")]
+ProviderUrlOpt = Annotated[str | None, typer.Option(
+    "--provider-url", help="fine-tune --model at this OpenAI-compatible fine-tuning API "
+    "(…/v1; e.g. another ftagent serve --fine-tuning); an OpenAI model name such as "
+    "gpt-4o-mini-2024-07-18 alone means OpenAI's API")]
+ProviderKeyOpt = Annotated[str | None, typer.Option(
+    "--provider-key-env", help="environment variable holding the provider's API key "
+    "(default OPENAI_API_KEY; the key is never written anywhere)")]
 
 
 
@@ -169,16 +176,11 @@ def run(
     teacher: TeacherOpt = None,
     teacher_url: UrlOpt = None,
     teacher_config: ConfigOpt = None,
-    provider_url: Annotated[str | None, typer.Option(
-        "--provider-url", help="fine-tune --model at this OpenAI-compatible fine-tuning API "
-        "(…/v1; e.g. another ftagent serve --fine-tuning); an OpenAI model name such as "
-        "gpt-4o-mini-2024-07-18 alone means OpenAI's API")] = None,
-    provider_key_env: Annotated[str, typer.Option(
-        "--provider-key-env", help="environment variable holding the provider's API key "
-        "(never written anywhere)")] = "OPENAI_API_KEY",
-    provider_probes: Annotated[int, typer.Option(
+    provider_url: ProviderUrlOpt = None,
+    provider_key_env: ProviderKeyOpt = None,
+    provider_probes: Annotated[int | None, typer.Option(
         "--provider-probes", min=0, help="safety probe prompts of each kind asked of base and "
-        "tuned at the provider (each a paid request; 0: none)")] = 50,
+        "tuned at the provider (each a paid request; 0: none; default 50)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole workflow headless; unapproved gates stop the run cleanly. With a
@@ -186,15 +188,9 @@ def run(
     provider's model (--model gpt-4o-mini-2024-07-18, or --provider-url URL --model NAME)
     the job runs at the provider and the tuned model is evaluated through its chat API."""
     from ftagent.agent.cli.teacher import teacher_settings
-    from ftagent.tools.provider.settings import is_openai_model
 
-    provider = None
-    if provider_url or is_openai_model(model):
-        if not model:
-            raise fail("--provider-url needs --model: the provider's name of the base model")
-        provider = {"model": model, "base_url": provider_url,
-                    "api_key_env": provider_key_env, "probes": provider_probes}
-
+    provider = {"base_url": provider_url, "api_key_env": provider_key_env,
+                "probes": provider_probes}
     mix = 0.0 if no_safety_mix else safety_mix
     constraints = {"safety_mix": mix} if mix is not None else {}
     settings = None
@@ -295,18 +291,20 @@ def plan(
     nodes: Annotated[
         int, typer.Option(min=1, help="with --hardware: nodes of COUNT GPUs each")
     ] = 1,
+    provider_url: ProviderUrlOpt = None,
+    provider_key_env: ProviderKeyOpt = None,
     out: Annotated[Path | None, typer.Option(help="folder for plan.md and plan.json")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan a fine-tuning run (task, method, model, memory, cost, risks) without starting it.
-    --hardware plans for other GPUs (known: `ftagent plan --hardware list`)."""
+    --hardware plans for other GPUs (known: `ftagent plan --hardware list`). A provider's
+    model (--model gpt-4o-mini-2024-07-18, or --provider-url URL --model NAME) gets the
+    provider job's plan and cost estimate; no key or network is needed for it."""
     import json
 
+    from ftagent.agent.service.new_run import InputError
+    from ftagent.agent.service.planning import make_plan
     from ftagent.tools.atomic import write_json, write_text
-    from ftagent.tools.data import DataError
-    from ftagent.tools.models import ModelNotFoundError
-    from ftagent.tools.plan.planner import plan_for
-    from ftagent.tools.plan.report import plan_markdown
     from ftagent.tools.plan.types import METHODS, Constraints
     from ftagent.tools.quiet import quiet_libraries
     from pydantic import ValidationError
@@ -340,21 +338,21 @@ def plan(
             licence="permissive" if permissive else "any",
             prompting_first=False if no_prompting_first else None,
         )
-        planned = plan_for(goal, data, model, constraints=constraints, require_local=local_only,
-                           hardware=described)
+        planned = make_plan(goal, data, model, constraints,
+                            {"base_url": provider_url, "api_key_env": provider_key_env},
+                            require_local=local_only, hardware=described)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise fail(f"bad constraint: {first['loc'][0]}: {first['msg']}") from None
-    except (DataError, ModelNotFoundError) as exc:
+    except InputError as exc:
         raise fail(str(exc)) from None
-    text = plan_markdown(planned.plan)
     if out:
-        write_text(out / "plan.md", text)
-        write_json(out / "plan.json", planned.plan.model_dump())
+        write_text(out / "plan.md", planned.markdown)
+        write_json(out / "plan.json", planned.plan)
     if as_json:
-        typer.echo(json.dumps(planned.plan.model_dump(), indent=2))
+        typer.echo(json.dumps(planned.plan, indent=2))
     else:
-        Console().print(Markdown(text))
+        Console().print(Markdown(planned.markdown))
 
 
 @app.command()

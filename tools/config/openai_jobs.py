@@ -120,6 +120,10 @@ def read_openai_preference(path: str | Path, name: str | None = None) -> _ChatFi
             raise ConfigImportError(f"{where}: input.messages: expected a non-empty list")
         for i, msg in enumerate(msgs):
             _check_message(msg, f"{where}: input.messages[{i}]")
+        if msgs[-1]["role"] == "assistant":  # OpenAI: the answers are the last assistant turn
+            raise ConfigImportError(f"{where}: input.messages[{len(msgs) - 1}].role: the input "
+                                    "ends with an assistant message; the preferred and "
+                                    "non-preferred outputs must be the reply to it")
         stats.rows.append({
             "prompt": [{k: v for k, v in m.items() if k != "weight"} for m in msgs],
             "chosen": _one_answer(row.get("preferred_output"), f"{where}: preferred_output"),

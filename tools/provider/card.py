@@ -17,8 +17,9 @@ def provider_card(model_id: str, settings: ProviderSettings, *, goal: str | None
                   cost_usd: float | None) -> str:
     from ftagent.tools.deploy.card import model_card
 
+    method = job.get("method") or "supervised"
     text = model_card(model_id, {"name": settings.model, "licence": "the provider's terms "
-                                 f"({settings.url})"}, "provider fine-tuning (supervised)",
+                                 f"({settings.url})"}, f"provider fine-tuning ({method})",
                       goal=goal, data=data, eval_report=eval_report,
                       limits=["Served by the provider only: the weights never leave it; the "
                               "held-out loss and ARC-Easy forgetting check were not measured "

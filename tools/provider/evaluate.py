@@ -3,8 +3,10 @@ safety probes and report as the local tester (`tools.evaluate`), with answers as
 `/v1/chat/completions` (greedy, temperature 0) instead of computed in-process.
 
 What a chat endpoint cannot give is left out and said so: the held-out loss and
-perplexity (no log-probabilities of given text) and the ARC-Easy forgetting check
-(scored by option log-likelihood)."""
+perplexity (no log-probabilities of given text), the ARC-Easy forgetting check (scored by
+option log-likelihood) and, for preference pairs, preference accuracy and DPO's implicit
+rewards (log-likelihoods of both answers): the pairs are scored as free text, the answers
+against the preferred ones."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from ftagent.tools.provider.settings import ProviderSettings
 NOT_MEASURED = ("held-out loss and perplexity, and the ARC-Easy forgetting check, are not "
                 "measured through a chat endpoint (they need log-probabilities of given "
                 "text)")
+PAIRS_AS_TEXT = ("preference pairs are scored by ROUGE-L of the answers against the "
+                 "preferred answers; preference accuracy and DPO's implicit rewards need "
+                 "log-likelihoods a chat endpoint does not give")
 
 
 def chat_answers(settings: ProviderSettings, model: str, conversations: list[list[dict]],
@@ -81,6 +86,8 @@ def evaluate_endpoint(settings: ProviderSettings, tuned_model: str, test_file: s
     )
     from ftagent.tools.evaluate.verdict import judge, rows_markdown
 
+    pairs = task_type == "preference"
+    task_type = "chat" if pairs else task_type  # pairs: the prompt and its preferred answer
     rows = [{"messages": conversation(r)} for r in read_rows(test_file)]
     found = Probes()
     if probes and settings.probes:  # no ARC: it is scored by option log-likelihood
@@ -107,6 +114,6 @@ def evaluate_endpoint(settings: ProviderSettings, tuned_model: str, test_file: s
     )
     # No loss through a chat endpoint: the plan's loss target cannot be held.
     verdict = judge(report, {**(targets or {}), "loss_must_drop": False})
-    verdict.warnings.append(NOT_MEASURED)
+    verdict.warnings += [NOT_MEASURED] + ([PAIRS_AS_TEXT] if pairs else [])
     write_report(report, Path(out_dir), rows_markdown(verdict.rows))
     return report, verdict

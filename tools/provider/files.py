@@ -1,8 +1,14 @@
-"""The provider's chat JSONL: one `{"messages": [...]}` object a line, written from the
-prepared splits and read back through the same line-by-line checks an uploaded file gets
-from `ftagent serve --fine-tuning` (`tools.config.openai_jobs.read_openai_chat`), so a
-file that would fail the provider's validation fails here first, naming file, line and
-field. Token counts for the cost estimate are an approximation (see `estimate_tokens`)."""
+"""The provider's training files, written from the prepared splits and read back through
+the same line-by-line checks an uploaded file gets from `ftagent serve --fine-tuning`
+(`tools.config.openai_jobs`), so a file that would fail the provider's validation fails
+here first, naming file, line and field:
+
+- supervised: one `{"messages": [...]}` object a line (OpenAI's chat format);
+- dpo: one `{"input": {"messages": [...]}, "preferred_output": [{"role": "assistant",
+  "content": ...}], "non_preferred_output": [...]}` object a line (OpenAI's preference
+  format: the prompt's messages, then one answer on each side).
+
+Token counts for the cost estimate are an approximation (see `estimate_tokens`)."""
 
 from __future__ import annotations
 
@@ -33,29 +39,60 @@ def estimate_tokens(messages: list[dict]) -> int:
             + -(-text // CHARS_PER_TOKEN))
 
 
+def row_tokens(row: dict) -> int:
+    """Estimated tokens of one prepared or checked row: a chat row's messages; a preference
+    pair's prompt and both answers (a DPO job reads both; how OpenAI counts a pair's
+    billed tokens is not in its pricing or DPO pages)."""
+    if "messages" in row:
+        return estimate_tokens(row["messages"])
+    return estimate_tokens(row["prompt"] + row["chosen"][-1:] + row["rejected"][-1:])
+
+
+def _split_rows(split: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(split).read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def _message(m) -> dict:
+    """A message as the provider gets it: role and content, nothing of ftagent's fields;
+    anything else is passed on as it is for the checks to name."""
+    return {"role": m.get("role"), "content": m.get("content")} if isinstance(m, dict) else m
+
+
 def chat_rows(split: str | Path) -> list[dict]:
     """A prepared split (chat rows; prompt/chosen rows as their chosen conversation) as
     the provider's rows: the messages only, nothing of ftagent's own fields."""
     from ftagent.tools.data.tokens import conversation
 
-    rows = []
-    for line in Path(split).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append({"messages": [{"role": m["role"], "content": m["content"]}
-                                      for m in conversation(json.loads(line))]})
-    return rows
+    return [{"messages": [_message(m) for m in conversation(r)]} for r in _split_rows(split)]
 
 
-def write_provider_file(split: str | Path, out: str | Path, name: str) -> ProviderFile:
-    """Write `out` from the split and check it line by line as the provider would;
-    ConfigImportError names `name`, the line and the field of a bad row."""
+def preference_rows(split: str | Path) -> list[dict]:
+    """A prepared split of preference pairs ({prompt, chosen, rejected}) as OpenAI's DPO
+    lines: the prompt's messages as `input.messages`, the last message of each answer as
+    `preferred_output` and `non_preferred_output`. A row that is no pair is written as far
+    as it goes, for the checks to name what is missing."""
+    def last(answer) -> list:
+        return [_message(answer[-1])] if isinstance(answer, list) and answer else answer
+
+    return [{"input": {"messages": [_message(m) for m in r.get("prompt") or []]},
+             "preferred_output": last(r.get("chosen")),
+             "non_preferred_output": last(r.get("rejected"))} for r in _split_rows(split)]
+
+
+def write_provider_file(split: str | Path, out: str | Path, name: str,
+                        method: str = "supervised") -> ProviderFile:
+    """Write `out` from the split in the format of the job's `method` (supervised or dpo)
+    and check it line by line as the provider would; ConfigImportError names `name`, the
+    line and the field of a bad row."""
     from ftagent.tools.atomic import write_jsonl
-    from ftagent.tools.config.openai_jobs import read_openai_chat
+    from ftagent.tools.config.openai_jobs import read_openai_chat, read_openai_preference
 
-    write_jsonl(Path(out), chat_rows(split))
-    checked = read_openai_chat(out, name=name)
+    dpo = method == "dpo"
+    write_jsonl(Path(out), preference_rows(split) if dpo else chat_rows(split))
+    checked = (read_openai_preference if dpo else read_openai_chat)(out, name=name)
     return ProviderFile(path=str(out), examples=len(checked.rows),
-                        tokens=sum(estimate_tokens(r["messages"]) for r in checked.rows))
+                        tokens=sum(row_tokens(r) for r in checked.rows))
 
 
 def training_cost(tokens: int, epochs: float, usd_per_mtok: float | None) -> float | None:

@@ -39,10 +39,18 @@ def _said(exc: Exception, settings: ProviderSettings) -> ProviderError:
     return ProviderError(f"{type(exc).__name__}: {exc}")
 
 
-def method_body(hyperparameters: dict) -> dict:
-    """OpenAI's `method` form for a supervised job; "auto" values are left out."""
+METHODS = ("supervised", "dpo")
+
+
+def method_body(hyperparameters: dict, method: str = "supervised") -> dict:
+    """OpenAI's `method` form: {"type": "dpo", "dpo": {"hyperparameters": {"beta": ...}}}
+    and its supervised twin; "auto" values are left out (the provider chooses)."""
+    if method not in METHODS:
+        raise ValueError(f"provider job method '{method}': one of {', '.join(METHODS)}")
     hyper = {k: v for k, v in hyperparameters.items() if v not in (None, "auto")}
-    return {"type": "supervised", "supervised": {"hyperparameters": hyper}}
+    if method != "dpo":
+        hyper.pop("beta", None)  # a DPO setting; a supervised job refuses it
+    return {"type": method, method: {"hyperparameters": hyper}}
 
 
 def _event(e) -> dict:
@@ -80,7 +88,8 @@ def progress_row(event: dict) -> dict | None:
 
 
 def start_job(settings: ProviderSettings, files: dict[str, str], hyperparameters: dict,
-              suffix: str, seed: int | None, out_dir: Path, emit: EventSink) -> dict:
+              suffix: str, seed: int | None, out_dir: Path, emit: EventSink,
+              method: str = "supervised") -> dict:
     """Upload the files and create the job; the record written to `out_dir`."""
     client = settings.client()
     try:
@@ -95,16 +104,17 @@ def start_job(settings: ProviderSettings, files: dict[str, str], hyperparameters
                     "seed": seed}  # left out when unset, rather than sent as null
         job = client.fine_tuning.jobs.create(
             model=settings.model, training_file=ids["training_file"],
-            method=method_body(hyperparameters),
+            method=method_body(hyperparameters, method),
             **{k: v for k, v in optional.items() if v is not None})
     except Exception as exc:  # noqa: BLE001 - every API failure becomes one line
         raise _said(exc, settings) from None
     record = {"job_id": job.id, "model": settings.model, "base_url": settings.url,
-              "files": ids, "hyperparameters": hyperparameters, "suffix": suffix,
+              "files": ids, "method": method, "hyperparameters": hyperparameters,
+              "suffix": suffix,
               "seed": seed, "created_at": job.created_at, "status": job.status}
     write_json(Path(out_dir) / RECORD, record)
     emit({"type": "provider_job_created", "job_id": job.id, "model": settings.model,
-          "hyperparameters": hyperparameters, "status": job.status})
+          "method": method, "hyperparameters": hyperparameters, "status": job.status})
     return record
 
 
@@ -159,7 +169,7 @@ def cancel_job(settings: ProviderSettings, job_id: str) -> str:
 
 def run_job(settings: ProviderSettings, files: dict[str, str], hyperparameters: dict,
             suffix: str, seed: int | None, out_dir: str | Path, emit: EventSink,
-            stop: threading.Event | None = None) -> dict:
+            stop: threading.Event | None = None, method: str = "supervised") -> dict:
     """Start (or, with a record in `out_dir`, resume following) the job and follow it to
     the end. Stopped on the way (`stop` set by the driver on Ctrl-C or SIGTERM, a
     KeyboardInterrupt in this thread, any error), the job is cancelled before the
@@ -170,7 +180,8 @@ def run_job(settings: ProviderSettings, files: dict[str, str], hyperparameters: 
     path = out_dir / RECORD
     record = json.loads(path.read_text()) if path.is_file() else None
     if record is None or record.get("status") == "cancelled":
-        record = start_job(settings, files, hyperparameters, suffix, seed, out_dir, emit)
+        record = start_job(settings, files, hyperparameters, suffix, seed, out_dir, emit,
+                           method)
     else:
         emit({"type": "provider_job_resumed", "job_id": record["job_id"]})
     timeline: list[dict] = [{"status": "created", "time": record["created_at"]}]
@@ -201,6 +212,7 @@ def run_job(settings: ProviderSettings, files: dict[str, str], hyperparameters: 
     losses = [s for s in steps if "loss" in s]
     return {
         "provider_job": job["id"], "output": job["fine_tuned_model"],
+        "method": record.get("method", "supervised"),
         "fine_tuned_model": job["fine_tuned_model"],
         "global_step": max((s["step"] for s in steps), default=0),
         "max_steps": max((s.get("max_steps") or 0 for s in steps), default=0),

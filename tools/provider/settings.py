@@ -14,16 +14,39 @@ from pydantic import BaseModel, Field
 OPENAI_URL = "https://api.openai.com/v1"
 
 # USD per million training tokens (tokens in the training file x epochs), OpenAI's
-# supervised fine-tuning prices as published on openai.com/api/pricing (2025). Prices
-# change: edit this table, or see the plan's cost line say "unknown" for a model not in it.
+# fine-tuning "Training" column. Read 2026-12-07, from copies of OpenAI's pricing pages
+# (OpenAI's own site was not reachable from here):
+# - https://platform.openai.com/docs/pricing as of mid-2025, kept in
+#   github.com/dakota-jamie-sims/OpenAI-Learning-Center-Agent
+#   (docs/openai_documentation/03_Models/02_Pricing.md): gpt-4.1-2025-04-14 $25,
+#   gpt-4.1-mini-2025-04-14 $5, gpt-4.1-nano-2025-04-14 $1.50, gpt-4o-2024-08-06 $25,
+#   gpt-4o-mini-2024-07-18 $3, gpt-3.5-turbo $8 (one row for the family, no snapshot
+#   named: here under the names a job may give);
+# - https://openai.com/api/pricing/ of the GPT-5 era (a copy in a public repository): the
+#   gpt-4.1 family's $25, $5 and $1.50 again;
+# - OpenAI's GPT-4o fine-tuning announcement (2024-08-20, as reported): $25.
+# All sources agree with the prices written before (from memory): none changed; the
+# gpt-3.5-turbo names were added. One
+# price per model covers supervised and DPO jobs: the page lists no separate DPO price.
+# Prices change: edit this table, or see the plan's cost line say "unknown" for a model
+# not in it. OpenAI's DPO guide (read 2026-12-07) says OpenAI is winding down fine-tuning:
+# no new users; existing ones can create jobs "for the coming months".
 TRAINING_USD_PER_MTOK: dict[str, float] = {
     "gpt-4.1-2025-04-14": 25.00,
     "gpt-4.1-mini-2025-04-14": 5.00,
     "gpt-4.1-nano-2025-04-14": 1.50,
     "gpt-4o-2024-08-06": 25.00,
     "gpt-4o-mini-2024-07-18": 3.00,
+    "gpt-3.5-turbo": 8.00,
     "gpt-3.5-turbo-0125": 8.00,
+    "gpt-3.5-turbo-1106": 8.00,
 }
+
+# The base models OpenAI's DPO guide lists for `method: dpo`
+# (https://developers.openai.com/api/docs/guides/direct-preference-optimization, read
+# 2026-12-07): a DPO plan for another OpenAI model warns that the job may be refused.
+OPENAI_DPO_MODELS = ("gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
+                     "gpt-4.1-nano-2025-04-14")
 
 # Families OpenAI fine-tunes: a name starting with one of these (a dated snapshot, an
 # `ft:` model of one) is an API model, even if the price table does not list it yet.

@@ -2,9 +2,10 @@
 settings: an OpenAI model, or an OpenAI-compatible fine-tuning endpoint). Each node of
 the local path hands over to its namesake here; the graph and its gates are the same.
 
-planner: plan.md with the job's hyperparameters and its cost -> [strategy];
-data_prep: split and check as always, then the provider's chat JSONL, checked line by
-line -> [dataset]; config: the job's hyperparameters (the plan's, gate edits on top);
+planner: plan.md with the job's method, hyperparameters and cost -> [strategy];
+data_prep: split and check as always, then the provider's JSONL (chat lines, or DPO lines
+for preference pairs), checked line by line -> [dataset]; config: the job's method and
+hyperparameters (the plan's, gate edits on top);
 trainer: upload, create, follow (events and progress into the run's events), cancel when
 stopped -> [training]; tester: base vs tuned through the chat endpoint -> [evaluation],
 [safety]; deployer: record the tuned model's id and write its card -> [deployment].
@@ -24,6 +25,11 @@ JOB_FILE = "provider_job.yaml"
 
 def settings(state: dict) -> ProviderSettings:
     return ProviderSettings(**state["provider"])
+
+
+def job_method(plan: dict) -> str:
+    """The provider's name for the plan's objective: dpo for preference pairs."""
+    return "dpo" if plan.get("objective") == "dpo" else "supervised"
 
 
 def planner(state: dict) -> dict:
@@ -74,24 +80,27 @@ def data_prep(state: dict) -> dict:
     if state.get("data_report"):  # new data after an evaluation: keep the earlier split
         out = run_dir / f"data-{state.get('attempt', 0) + 1}"
     report = prepare_dataset(data_path, out, PrepareOptions()).model_dump()
+    plan = state["plan"]
+    method = job_method(plan)
     files = {}
     for split, param in (("train", "training_file"), ("val", "validation_file")):
         if report["split_paths"].get(split):
             try:
                 files[param] = write_provider_file(
                     report["split_paths"][split], out / "provider" / f"{split}.jsonl",
-                    f"provider {param} {out / 'provider' / f'{split}.jsonl'}").model_dump()
+                    f"provider {param} {out / 'provider' / f'{split}.jsonl'}",
+                    method).model_dump()
             except ConfigImportError as exc:
                 raise ValueError(f"the {split} split does not pass the provider's "
                                  f"checks: {exc}") from None
-    plan = state["plan"]
     epochs = plan["hyperparameters"]["n_epochs"]
     tokens = files["training_file"]["tokens"]
     report["provider_files"] = files
     report["provider_cost_usd"] = training_cost(tokens, epochs, plan.get("usd_per_mtok"))
     counts = ", ".join(f"{k} {v['examples']} rows" for k, v in files.items())
     report["warnings"] = [*report["warnings"], (
-        f"Provider files: {counts}, checked line by line as OpenAI's chat format; "
+        f"Provider files: {counts}, checked line by line as OpenAI's "
+        + ("preference (DPO)" if method == "dpo" else "chat") + " format; "
         f"~{tokens:,} training tokens an epoch"
         + (f", ~${report['provider_cost_usd']:.2f} for {epochs} epochs"
            if report["provider_cost_usd"] is not None else "") + ". No safety rows "
@@ -106,8 +115,8 @@ def data_prep(state: dict) -> dict:
 def job_hyperparameters(plan_hyper: dict, overrides: dict) -> tuple[dict, list[str]]:
     """The plan's job hyperparameters with config edits made at gates: num_epochs,
     batch_size x grad_accum, learning_rate as multiplier x 2e-4 (ftagent's mapping, the
-    inverse of `ftagent serve --fine-tuning`'s), seed. Other keys mean nothing to a
-    provider job and are named as ignored."""
+    inverse of `ftagent serve --fine-tuning`'s), dpo_beta as a DPO job's beta, seed. Other
+    keys mean nothing to a provider job and are named as ignored."""
     from ftagent.tools.config.openai_jobs import OPENAI_BASE_LR
 
     hyper, ignored = dict(plan_hyper), []
@@ -120,6 +129,8 @@ def job_hyperparameters(plan_hyper: dict, overrides: dict) -> tuple[dict, list[s
                                    * int(overrides.get("grad_accum", 1)))
         elif key == "learning_rate":
             hyper["learning_rate_multiplier"] = round(float(value) / OPENAI_BASE_LR, 6)
+        elif key == "dpo_beta" and "beta" in hyper:  # only a DPO job has a beta
+            hyper["beta"] = float(value)
         elif key not in ("seed", "data_path", "augment") and key not in plan_keys():
             ignored.append(key)
     return hyper, ignored
@@ -133,7 +144,8 @@ def config(state: dict) -> dict:
     overrides = dict(state.get("overrides") or {})
     hyper, ignored = job_hyperparameters(state["plan"]["hyperparameters"], overrides)
     job = {"model": state["plan"]["model"], "endpoint": state["provider"].get("base_url"),
-           "hyperparameters": hyper, "seed": int(overrides.get("seed", 42)),
+           "method": job_method(state["plan"]), "hyperparameters": hyper,
+           "seed": int(overrides.get("seed", 42)),
            "suffix": f"ftagent-{attempt}", "files": {
                k: v["path"] for k, v in state["data_report"]["provider_files"].items()}}
     text = (f"# ftagent provider job for run {state['run_id']}, attempt {attempt}: the "
@@ -161,7 +173,8 @@ def trainer(state: dict) -> dict:
         write({**event, "attempt": state["attempt"]})
 
     result = run_job(settings(state), job["files"], job["hyperparameters"], job["suffix"],
-                     job["seed"], job["dir"], emit, stop=STOP_REQUESTED)
+                     job["seed"], job["dir"], emit, stop=STOP_REQUESTED,
+                     method=job.get("method", "supervised"))
     return {"train_result": result,
             "history": [{"node": "trainer", "steps": result["global_step"],
                          "train_loss": result["train_loss"] or 0.0,

@@ -260,9 +260,8 @@ def test_import_is_light():
 
 
 def test_a_classifier_has_room_for_its_longest_label(bundled_model):
-    from transformers import AutoTokenizer
-
     from ftagent.tools.evaluate.compare import answer_tokens
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(bundled_model.path)
 

@@ -22,6 +22,12 @@ def is_complete(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step in a `checkpoint-<step>` folder's name; -1 for any other name."""
+    step = Path(path).name.removeprefix("checkpoint-")
+    return int(step) if step.isdigit() else -1
+
+
 def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
     """The newest fully written checkpoint under `ckpt_dir`, or None."""
     if not Path(ckpt_dir).is_dir():

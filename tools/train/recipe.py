@@ -18,7 +18,11 @@ from pathlib import Path
 
 from ftagent.tools.atomic import publish_dir, write_json
 from ftagent.tools.config.train_config import PROMPT_METHODS, TrainConfig, load_config
-from ftagent.tools.train.checkpoint import last_complete_checkpoint, with_complete_markers
+from ftagent.tools.train.checkpoint import (
+    checkpoint_step,
+    last_complete_checkpoint,
+    with_complete_markers,
+)
 from ftagent.tools.train.metrics import (
     METRICS_FILE,
     append_row,
@@ -296,7 +300,9 @@ def _write_result(cfg: TrainConfig, out: Path, final_name: str, trainer, output,
         "train_loss": output.training_loss,
         **summary,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "checkpoints": sorted(str(p) for p in ckpt_dir.glob("checkpoint-*")),
+        # by step, not by name: checkpoint-77 comes before checkpoint-154
+        "checkpoints": [str(p) for p in sorted(ckpt_dir.glob("checkpoint-*"),
+                                               key=checkpoint_step)],
         "train_runtime_s": output.metrics.get("train_runtime"),
         "wall_s": time.time() - started,
         "resumed_from": resume,

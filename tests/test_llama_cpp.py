@@ -123,7 +123,7 @@ def test_runtime_and_converter_are_the_pinned_pair():
 def test_architecture_runs_in_llama_cpp_as_in_transformers(exported, arch):
     import numpy as np
     import torch
-    from ftagent.tools.deploy.llama_parity import _margin
+    from ftagent.tools.deploy.llama_parity import NEAR_TIE_MARGIN
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM
 
@@ -154,7 +154,9 @@ def test_architecture_runs_in_llama_cpp_as_in_transformers(exported, arch):
             llm.eval(ll_ids)
             ll_ids.append(int(np.argmax(llm.scores[len(ll_ids) - 1])))
             if hf_ids[-1] != ll_ids[-1]:
-                assert _margin(row) <= 2 * diff, f"{arch}: greedy tokens part, not a near-tie"
+                margin = float(row[hf_ids[-1]] - row[ll_ids[-1]])
+                assert margin <= NEAR_TIE_MARGIN["f16"], \
+                    f"{arch}: greedy tokens part at a margin of {margin}, not a near-tie"
                 break
     finally:
         llm.close()
@@ -280,3 +282,42 @@ def test_served_answer_differences_are_located_with_their_margin(tiny_model):
     at, margin = first_difference("The card was lost", ref, margins, tok)
     assert tok.decode(ref[:at]) == "The card" and margin == margins[at]
     assert first_difference("The card is on its way, today", ref, margins, tok)[0] == len(ref)
+
+
+def test_a_parting_is_a_near_tie_only_within_the_measured_margin():
+    """The margin is transformers' logit of its token minus that of llama.cpp's token, set
+    against the quant's measured bound: a llama.cpp token that transformers ranked well
+    below its choice is a real difference even when, as always at a parting, the two
+    runtimes' logits moved by more than that margin."""
+    import numpy as np
+    from ftagent.tools.deploy.llama_parity import NEAR_TIE_MARGIN, compare
+
+    def logits(*pairs):
+        row = np.zeros(8, dtype=np.float32)
+        for tok, value in pairs:
+            row[tok] = value
+        return row
+
+    # transformers: tokens 3, 5, then the end-of-turn 7; its logits at each step
+    hf = {"tokens": [3, 5], "stopped": 7,
+          "logits": [logits((3, 9.0)), logits((5, 8.0), (2, 8.0 - 0.1), (4, 6.0)),
+                     logits((7, 5.0))]}
+    same = [logits((3, 9.0)), logits((5, 8.0), (2, 7.9)), logits((7, 5.0))]
+    assert compare(hf, [3, 5, 7], same, "q8_0")["identical"]
+    # llama.cpp takes token 2, transformers' runner-up by 0.1 logit: a near-tie for q8_0,
+    # a real difference for f16
+    flipped = [same[0], logits((5, 7.9), (2, 8.0)), same[2]]
+    cmp = compare(hf, [3, 2, 7], flipped, "q8_0")
+    assert cmp["first_divergence"] == 1 and cmp["margin"] == pytest.approx(0.1, abs=1e-5)
+    assert cmp["near_tie"] and NEAR_TIE_MARGIN["f16"] < 0.1
+    assert not compare(hf, [3, 2, 7], flipped, "f16")["near_tie"]
+    # llama.cpp takes token 4, two logits below transformers' choice: never a near-tie,
+    # though the logits moved by more than that (as any parting implies)
+    far = [same[0], logits((5, 7.0), (4, 8.0)), same[2]]
+    cmp = compare(hf, [3, 4, 7], far, "q8_0")
+    assert cmp["margin"] == pytest.approx(2.0) and cmp["max_logit_diff"] >= 1.0
+    assert not cmp["near_tie"]
+    # llama.cpp runs past transformers' end of turn: judged on the end-of-turn logit
+    late = compare(hf, [3, 5, 1], same, "q8_0")
+    assert late["first_divergence"] == 2 and late["margin"] == pytest.approx(5.0)
+    assert not late["near_tie"]

@@ -332,22 +332,3 @@ def test_loss_masking_mistakes_are_caught(tmp_path, bundled_model):
         tokenizer=AutoTokenizer.from_pretrained(bundled_model.path),
     )
     assert "loss_mask" not in counts(good)
-
-
-@pytest.mark.parametrize("n_labels", [10, 41])
-def test_a_long_label_set_is_learned_from_the_examples_not_listed(tmp_path, n_labels):
-    """A short label set is named in the system prompt; past LABEL_LIST_MAX the prompt names
-    only the task (a 77-label list is ~570 tokens in front of every ~35-token row)."""
-    from ftagent.tools.data.schema import LABEL_LIST_MAX
-
-    labels = [f"intent_{k:02d}" for k in range(n_labels)]
-    rows = [{"text": f"customer message {i} about topic {i % n_labels}",
-             "label": labels[i % n_labels]} for i in range(n_labels * 6)]
-    write_jsonl(tmp_path / "in.jsonl", rows)
-    r = prepare_dataset(tmp_path / "in.jsonl", tmp_path / "out", NO_NEARDUP)
-    assert r.schema_name == "classification" and len(r.labels) == n_labels
-    first = json.loads((tmp_path / "out" / "train.jsonl").read_text().splitlines()[0])
-    system = first["messages"][0]
-    assert system["role"] == "system" and system["content"].startswith("Classify")
-    listed = [lab for lab in labels if lab in system["content"]]
-    assert listed == (labels if n_labels <= LABEL_LIST_MAX else [])

@@ -358,24 +358,8 @@ def _pair(user: str, answer, answer_field: str) -> dict:
     }
 
 
-# Past this many labels the system prompt names the task, not the label set: the model
-# learns the labels from the examples. BANKING77's 77 intents make a ~570-token list in
-# front of every ~35-token row. Measured on its 1,232 training rows (SmolLM2-135M, LoRA on
-# all linear layers, greedy accuracy on 154 held-out rows, 2026-12-08): without the list
-# 0.792 after 3 epochs and after 5, with it 0.766 (r16) and 0.779 (r32) after 3, at about
-# twice the training cost per epoch, and every served request carrying the 570 tokens. The
-# demo's 10 labels (~70 tokens) stay listed: there the list is what lets the untuned base
-# answer at all, and it costs little.
-LABEL_LIST_MAX = 40
-
-
-def label_prompt(labels: list[str], list_labels: bool | None = None) -> str:
-    """The system prompt that turns text-label rows into a chat task; `list_labels`
-    overrides the LABEL_LIST_MAX rule (benchmarks that need the long shared prompt)."""
-    if list_labels is None:
-        list_labels = len(labels) <= LABEL_LIST_MAX
-    if not list_labels:
-        return "Classify the user's message. Reply with exactly one label."
+def label_prompt(labels: list[str]) -> str:
+    """The system prompt that turns text-label rows into a chat task."""
     return (
         "Classify the user's message. Reply with exactly one label from: " + ", ".join(labels) + "."
     )

@@ -37,7 +37,7 @@ def build(src: Path = SHARED, n: int = N_ROWS) -> list[dict]:
     by: dict[str, list[dict]] = {label: [] for label in labels}
     for r in rows:
         by[r["category"]].append(r)
-    system = label_prompt(sorted(labels), list_labels=True)
+    system = label_prompt(sorted(labels))
     picked: list[dict] = []
     k = 0
     while len(picked) < n:

@@ -185,18 +185,18 @@ def pass_one(files, records, schema, opts: PrepareOptions, tokenizer, workers: i
         yield scan_part(records(), schema, single, tokenizer, opts.preview)
         return
     target = max(PARALLEL_MIN_BYTES // 4, total // (workers * 4))
-    ranges = [r for f in files for r in jsonl_ranges(f, target)]
+    ranges = (r for f in files for r in jsonl_ranges(f, target))
     if fast:
-        jobs = [(r, schema, single) for r in ranges]
+        jobs = ((r, schema, single) for r in ranges)
         if not parallel:
             yield from map(_scan_range_fast, jobs)
             return
         scan = _scan_range_fast
     else:
-        jobs = [
+        jobs = (
             (r, schema, single, opts.model, opts.preview if i == 0 else 0)
             for i, r in enumerate(ranges)
-        ]
+        )
         scan = _scan_range
     ctx = mp.get_context("spawn")  # no fork of a process that may hold torch threads
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:

@@ -204,3 +204,14 @@ def test_exact_keys_agree_between_forms():
     tool = {"messages": [{"role": "user", "content": "x"},
                          {"role": "assistant", "content": "", "tool_calls": [{"id": 1}]}]}
     assert exact_key(tool) == exact_key(json.loads(json.dumps(tool)))
+
+
+def test_pieces_are_whole_lines_with_their_numbers(tmp_path):
+    path = tmp_path / "lines.jsonl"
+    lines = [b"x" * (i * 7 % 50) + b"\n" for i in range(200)]
+    path.write_bytes(b"".join(lines))
+    start = len(lines[0]) + len(lines[1])  # a range from line 3 on
+    pieces = list(fastscan.read_chunks(str(path), start, path.stat().st_size, 3, size=16))
+    assert b"".join(p for p, _ in pieces) == b"".join(lines[2:])
+    for piece, first in pieces:
+        assert piece.endswith(b"\n") and piece.split(b"\n")[0] + b"\n" == lines[first - 1]

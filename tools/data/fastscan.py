@@ -113,17 +113,27 @@ class FastChunk:
     slow: list[tuple[int, bytes]] = field(default_factory=list)
 
 
-def split_chunks(data: bytes, first_line: int, size: int | None = None):
-    """(bytes, first line number) pieces of about `size`, cut at line ends."""
+def read_chunks(path: str, start: int, end: int, first_line: int, size: int | None = None):
+    """(bytes, first line number) pieces of bytes [start, end) of a file (both at line
+    starts), about `size` each and cut at line ends: one piece in memory at a time."""
     size = size or CHUNK_BYTES
-    pos, line = 0, first_line
-    while pos < len(data):
-        end = data.find(b"\n", min(len(data), pos + size))
-        end = len(data) if end < 0 else end + 1
-        piece = data[pos:end]
-        yield piece, line
-        line += piece.count(b"\n")
-        pos = end
+    line, rest = first_line, b""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        pos = start
+        while pos < end or rest:
+            block = fh.read(min(size, end - pos)) if pos < end else b""
+            pos += len(block)
+            if not block:  # the file is shorter than when it was cut in ranges
+                end = pos
+            data = rest + block
+            cut = data.rfind(b"\n") + 1 if pos < end else len(data)
+            if cut == 0:  # a line longer than `size`: read on
+                rest = data
+                continue
+            piece, rest = data[:cut], data[cut:]
+            yield piece, line
+            line += piece.count(b"\n")
 
 
 def scan_chunk(data: bytes, first_line: int) -> FastChunk:

@@ -19,7 +19,7 @@ from ftagent.tools.data.dataset_checks import (
     finish_report,
     previews_checked,
 )
-from ftagent.tools.data.fastscan import exact_key, scan_chunk, split_chunks
+from ftagent.tools.data.fastscan import exact_key, read_chunks, scan_chunk
 from ftagent.tools.data.readers import (
     file_kind,
     jsonl_ranges,
@@ -33,6 +33,7 @@ from ftagent.tools.data.tokens import measure
 NEARDUP_WORKERS = 2
 WORKERS = 2  # processes for the first pass over big JSONL inputs
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting processes costs more than it saves
+FAST_RANGE_MAX = 64 << 20
 TOKEN_BATCH = 512
 
 
@@ -120,9 +121,6 @@ def _scan_range_fast(job) -> PartResult:
     (`fastscan`); the rows they cannot clear go through `iter_checked` in line order, so
     findings arrive in the same order as on the Python path."""
     (path, start, end, first_line), schema, single = job
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        data = fh.read(end - start)
     tally, stats, dropped = Tally(), {"rows": 0, "converted": 0}, [0]
 
     def reject(ref, check, detail, raw):
@@ -131,7 +129,7 @@ def _scan_range_fast(job) -> PartResult:
 
     items: list[tuple[str, int, str | None]] = []
     labels = True  # False once an answer is too long to be a label
-    for piece, line in split_chunks(data, first_line):
+    for piece, line in read_chunks(path, start, end, first_line):
         chunk = scan_chunk(piece, line)
         del piece
         at = [0]  # the line of the record iter_checked is working on
@@ -185,6 +183,8 @@ def pass_one(files, records, schema, opts: PrepareOptions, tokenizer, workers: i
         yield scan_part(records(), schema, single, tokenizer, opts.preview)
         return
     target = max(PARALLEL_MIN_BYTES // 4, total // (workers * 4))
+    if fast:  # a range's results travel back in one piece: bounded, whatever the file size
+        target = min(target, FAST_RANGE_MAX)
     ranges = (r for f in files for r in jsonl_ranges(f, target))
     if fast:
         jobs = ((r, schema, single) for r in ranges)

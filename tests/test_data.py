@@ -332,3 +332,14 @@ def test_loss_masking_mistakes_are_caught(tmp_path, bundled_model):
         tokenizer=AutoTokenizer.from_pretrained(bundled_model.path),
     )
     assert "loss_mask" not in counts(good)
+
+
+def test_datasets_folder_written_by_workers(tmp_path, monkeypatch):
+    from datasets import load_from_disk
+    from ftagent.tools.data import prepare
+
+    monkeypatch.setattr(prepare, "PARALLEL_SAVE_ROWS", 1)  # num_proc even for a small set
+    splits = {"train": [chat(f"q {i}", f"a {i}") for i in range(50)], "val": [chat("q", "a")]}
+    prepare.save_datasets_folder(tmp_path, splits)
+    saved = load_from_disk(str(tmp_path / "dataset"))
+    assert saved["train"].to_list() == splits["train"] and saved["val"].to_list() == splits["val"]

@@ -28,7 +28,11 @@ from ftagent.tools.data.rows import (
 )
 from ftagent.tools.data.schema import label_prompt
 from ftagent.tools.data.splits import split_groups, stratified_group_split
-from ftagent.tools.data.validate import validate_stream
+from ftagent.tools.data.validate import WORKERS, validate_stream
+
+# Worker processes write the shards of big outputs only: for small ones their start-up
+# would outweigh the write.
+PARALLEL_SAVE_ROWS = 200_000
 
 
 @dataclass
@@ -257,9 +261,11 @@ def save_datasets_folder(out_dir: Path, splits: dict[str, list[dict]]) -> None:
     from ftagent.tools.atomic import publish_dir
 
     dd = DatasetDict({k: Dataset.from_list(v) for k, v in splits.items() if v})
+    big = sum(len(v) for v in splits.values()) >= PARALLEL_SAVE_ROWS
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".dataset."))
     try:
-        dd.save_to_disk(str(tmp))
+        # Shards written by WORKERS processes, as the first pass of validation reads.
+        dd.save_to_disk(str(tmp), num_proc=WORKERS if big else None)
         publish_dir(tmp, out_dir / "dataset")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -143,9 +143,10 @@ def read_jsonl_range(path: str, start: int, end: int, first_line: int) -> Iterat
     yield from parse_jsonl_lines(path, lines, first_line)
 
 
-def jsonl_ranges(path: Path, target_bytes: int) -> list[tuple[str, int, int, int]]:
-    """(path, start, end, first line) pieces of about `target_bytes`, cut at line ends."""
-    size, out, pos, line = path.stat().st_size, [], 0, 1
+def jsonl_ranges(path: Path, target_bytes: int) -> Iterator[tuple[str, int, int, int]]:
+    """(path, start, end, first line) pieces of about `target_bytes`, cut at line ends;
+    a generator, so workers start on the first piece while the next ones are counted."""
+    size, pos, line = path.stat().st_size, 0, 1
     with open(path, "rb") as fh:
         while pos < size:
             end = min(size, pos + target_bytes)
@@ -154,10 +155,9 @@ def jsonl_ranges(path: Path, target_bytes: int) -> list[tuple[str, int, int, int
                 end += len(fh.readline())
             fh.seek(pos)
             newlines = fh.read(end - pos).count(b"\n")
-            out.append((str(path), pos, end, line))
+            yield (str(path), pos, end, line)
             line += newlines
             pos = end
-    return out
 
 
 def read_json(path: Path) -> Iterator[Record]:

@@ -53,7 +53,7 @@ class Item:
     label: str | None = None
 
 
-def _ref(source: str, row: int, single: bool) -> str:
+def row_ref(source: str, row: int, single: bool) -> str:
     return f"line {row}" if single else f"{Path(source).name}:{row}"
 
 
@@ -106,7 +106,7 @@ def iter_checked(
     needs the same rows again."""
     for rec in records:
         stats["rows"] += 1
-        ref = _ref(rec.source, rec.row, single)
+        ref = row_ref(rec.source, rec.row, single)
         if rec.data is None:
             check = "invalid_utf8" if rec.problem.startswith("invalid UTF-8") else "unparsable"
             reject(ref, check, rec.problem, None)

@@ -9,6 +9,7 @@ from array import array
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 
 from ftagent.tools.data import checks as C
 from ftagent.tools.data.dataset_checks import (
@@ -18,14 +19,21 @@ from ftagent.tools.data.dataset_checks import (
     finish_report,
     previews_checked,
 )
-from ftagent.tools.data.readers import file_kind, jsonl_ranges, read_jsonl_range
+from ftagent.tools.data.fastscan import exact_key, read_chunks, scan_chunk
+from ftagent.tools.data.readers import (
+    file_kind,
+    jsonl_ranges,
+    parse_jsonl_lines,
+    read_jsonl_range,
+)
 from ftagent.tools.data.report import DataReport, Tally
-from ftagent.tools.data.rows import PrepareOptions, fingerprint, iter_checked, open_records
+from ftagent.tools.data.rows import PrepareOptions, iter_checked, open_records, row_ref
 from ftagent.tools.data.tokens import measure
 
 NEARDUP_WORKERS = 2
 WORKERS = 2  # processes for the first pass over big JSONL inputs
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting processes costs more than it saves
+FAST_RANGE_MAX = 64 << 20
 TOKEN_BATCH = 512
 
 
@@ -78,7 +86,7 @@ def scan_part(records, schema, single: bool, tokenizer, n_preview: int) -> PartR
     items, lengths, preview, pending = [], [], [], []
     want_tokens = tokenizer is not None and schema.kind != "prompts"
     for item in iter_checked(records, schema, single, reject, tally, stats):
-        fp = int.from_bytes(fingerprint(item.example)[:8], "little")
+        fp = exact_key(item.example)
         answer = None
         if schema.kind not in ("prompts", "preference"):
             text = C.answer_text(item.example).strip()
@@ -108,27 +116,98 @@ def _scan_range(job) -> PartResult:
     return scan_part(records, schema, single, tokenizer, n_preview)
 
 
-def pass_one(files, records, schema, opts: PrepareOptions, tokenizer, workers: int):
+def _scan_range_fast(job) -> PartResult:
+    """Worker: one byte range of a JSONL chat file through the column checks
+    (`fastscan`); the rows they cannot clear go through `iter_checked` in line order, so
+    findings arrive in the same order as on the Python path."""
+    (path, start, end, first_line), schema, single = job
+    tally, stats, dropped = Tally(), {"rows": 0, "converted": 0}, [0]
+
+    def reject(ref, check, detail, raw):
+        tally.add(check, f"{ref}{': ' + detail if detail else ''}")
+        dropped[0] += 1
+
+    items: list[tuple[str, int, str | None]] = []
+    labels = True  # False once an answer is too long to be a label
+    for piece, line in read_chunks(path, start, end, first_line):
+        chunk = scan_chunk(piece, line)
+        del piece
+        at = [0]  # the line of the record iter_checked is working on
+
+        def records(chunk=chunk, at=at):
+            for lineno, raw in chunk.slow:
+                at[0] = lineno
+                yield from parse_jsonl_lines(path, [raw], lineno)
+
+        slow = []
+        for item in iter_checked(records(), schema, single, reject, tally, stats):
+            text = C.answer_text(item.example).strip()
+            answer = text if len(text.split()) <= MAX_LABEL_WORDS else None
+            labels = labels and answer is not None
+            slow.append((at[0], (item.ref, exact_key(item.example), answer)))
+        labels = labels and chunk.answers is not None
+        answers = chunk.answers if chunk.answers is not None else [None] * len(chunk.lines)
+        refs = [row_ref(path, ln, single) for ln in chunk.lines]
+        fast = zip(refs, chunk.keys, answers, strict=True)
+        stats["rows"] += len(refs)
+        stats["converted"] += len(refs)
+        if slow:  # two runs in line order: sorted() merges them
+            both = [*zip(chunk.lines, fast, strict=True), *slow]
+            items += [it for _, it in sorted(both, key=itemgetter(0))]
+        else:
+            items += fast
+    if not labels:  # one answer that is no label settles it for the whole input
+        items = [(ref, key, None) for ref, key, _ in items]
+    return PartResult(tally.counts, tally.examples, stats, dropped[0], items, [], [])
+
+
+def _fast_ok(files, schema, tokenizer) -> bool:
+    """The column checks cover plain JSONL chat files when no tokenizer is asked for."""
+    return (
+        tokenizer is None
+        and schema.name == "messages"
+        and all(f.is_file() and file_kind(f) == "jsonl" for f in files)
+    )
+
+
+def pass_one(files, records, schema, opts: PrepareOptions, tokenizer, workers: int, fast=True):
     """PartResults in input order: JSONL inputs big enough are cut into byte ranges and
-    scanned by `workers` processes; anything else is scanned here."""
+    scanned by `workers` processes; anything else is scanned here. Plain JSONL chat goes
+    through the column checks (`fast`), in pieces even in this process, since they cost
+    little memory per piece."""
     single = len(files) == 1
     total = sum(f.stat().st_size for f in files if f.is_file())
-    if workers < 2 or total < PARALLEL_MIN_BYTES or any(file_kind(f) != "jsonl" for f in files):
+    fast = fast and _fast_ok(files, schema, tokenizer)
+    parallel = workers >= 2 and total >= PARALLEL_MIN_BYTES
+    if not fast and (not parallel or any(file_kind(f) != "jsonl" for f in files)):
         yield scan_part(records(), schema, single, tokenizer, opts.preview)
         return
     target = max(PARALLEL_MIN_BYTES // 4, total // (workers * 4))
-    ranges = [r for f in files for r in jsonl_ranges(f, target)]
-    jobs = [
-        (r, schema, single, opts.model, opts.preview if i == 0 else 0) for i, r in enumerate(ranges)
-    ]
+    if fast:  # a range's results travel back in one piece: bounded, whatever the file size
+        target = min(target, FAST_RANGE_MAX)
+    ranges = (r for f in files for r in jsonl_ranges(f, target))
+    if fast:
+        jobs = ((r, schema, single) for r in ranges)
+        if not parallel:
+            yield from map(_scan_range_fast, jobs)
+            return
+        scan = _scan_range_fast
+    else:
+        jobs = (
+            (r, schema, single, opts.model, opts.preview if i == 0 else 0)
+            for i, r in enumerate(ranges)
+        )
+        scan = _scan_range
     ctx = mp.get_context("spawn")  # no fork of a process that may hold torch threads
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        yield from pool.map(_scan_range, jobs)
+        yield from pool.map(scan, jobs)
 
 
 def validate_stream(
-    spec, opts: PrepareOptions, tokenizer=None, workers: int = WORKERS
+    spec, opts: PrepareOptions, tokenizer=None, workers: int = WORKERS, fast: bool = True
 ) -> DataReport:
+    """`fast=False` keeps every row on the Python path (the reference the column checks
+    are tested against)."""
     schema, votes, files, records = open_records(spec, opts)
     # Hashing a big file takes seconds; hashlib releases the GIL, so it overlaps the scan.
     hasher = ThreadPoolExecutor(1)
@@ -142,22 +221,23 @@ def validate_stream(
     labels = _LabelWatch()
     lengths, prompt_lengths = array("I"), array("I")
     preview_items: list[dict] = []
-    for part in pass_one(files, records, schema, opts, tokenizer, workers):
+    for part in pass_one(files, records, schema, opts, tokenizer, workers, fast):
         tally.merge(part.counts, part.examples)
         for key, value in part.stats.items():
             stats[key] += value
         dropped += part.dropped
         preview_items += part.preview[: opts.preview - len(preview_items)]
+        watch = labels.counts is not None and schema.kind not in ("prompts", "preference")
         for i, (ref, fp, answer) in enumerate(part.items):
-            if fp in seen:
-                tally.add("exact_duplicate", f"{ref}: same as {refs[seen[fp]]}")
+            first = seen.setdefault(fp, len(refs))
+            if first != len(refs):
+                tally.add("exact_duplicate", f"{ref}: same as {refs[first]}")
                 dropped += 1
                 keep_mask.append(0)
                 continue
-            seen[fp] = len(refs)
             refs.append(ref)
             keep_mask.append(1)
-            if schema.kind not in ("prompts", "preference"):
+            if watch:
                 labels.add(answer)
             if part.lengths:
                 prompt_lengths.append(part.lengths[i][0])

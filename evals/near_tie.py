@@ -8,7 +8,8 @@ llama.cpp's converter; along transformers' greedy answer (float32) to each promp
 is teacher-forced on the same tokens, and at every position the gap between transformers'
 top two tokens is compared in both runtimes. Where llama.cpp's greedy answer parts from
 transformers', the margin at that token is printed too. Prompts: the bundled demo's held-out
-messages, plus the first user turns of any --data files (any format `ftagent data` reads).
+messages, plus the first user turns of any --data JSONL files (any schema `ftagent data`
+detects).
 """
 
 from __future__ import annotations
